@@ -1,0 +1,121 @@
+//! What a vault holds: the manifests of a job, read back and checked, and the choice
+//! of one backup (`--latest`, `--id`, `--before`).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use tokio::io::AsyncReadExt;
+
+use crate::error::Error;
+use crate::manifest::{Layout, Manifest};
+use crate::store::Store;
+
+/// Manifests are small; anything larger than this is not one of ours.
+const MAX_MANIFEST: u64 = 1 << 20;
+
+/// One manifest found in the vault: parsed, or the reason it could not be.
+#[derive(Debug)]
+pub struct Entry {
+    pub key: String,
+    pub manifest: Result<Manifest, Error>,
+}
+
+/// Reads every manifest of `job`, oldest first. A manifest that cannot be read or
+/// does not belong where it lies is returned as an error entry, not skipped.
+pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Vec<Entry>, Error> {
+    let mut out = Vec::new();
+    for object in store.list(&layout.manifests_prefix(job)).await? {
+        let Some(id) = layout.backup_id_of(job, &object.key) else {
+            continue;
+        };
+        let manifest = read_manifest(store, &object.key, object.version_id.as_deref())
+            .await
+            .and_then(|m| {
+                if m.job != job || m.backup_id != id {
+                    Err(Error::integrity(format!(
+                        "manifest {} claims job `{}` backup {}: it was moved or edited",
+                        object.key, m.job, m.backup_id
+                    )))
+                } else {
+                    Ok(m)
+                }
+            });
+        out.push(Entry {
+            key: object.key,
+            manifest,
+        });
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+async fn read_manifest(store: &dyn Store, key: &str, version: Option<&str>) -> Result<Manifest, Error> {
+    let reader = store.get(key, version).await?;
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_MANIFEST)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::from_io(format!("cannot read {key}"), &e))?;
+    Manifest::from_bytes(key, &bytes)
+}
+
+/// Which backup to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Latest,
+    Id(String),
+    Before(DateTime<Utc>),
+}
+
+/// Picks one backup among good manifests (sorted oldest first).
+pub fn select<'m>(job: &str, good: &[&'m Manifest], which: &Selection) -> Result<&'m Manifest, Error> {
+    let found = match which {
+        Selection::Latest => good.last(),
+        Selection::Id(id) => good.iter().find(|m| &m.backup_id == id),
+        Selection::Before(t) => good.iter().rev().find(|m| m.started_at < *t),
+    };
+    found.copied().ok_or_else(|| {
+        let what = match which {
+            Selection::Latest => "no backups".to_string(),
+            Selection::Id(id) => format!("no backup with id {id}"),
+            Selection::Before(t) => format!("no backup started before {}", t.to_rfc3339()),
+        };
+        Error::not_found(format!("job `{job}` has {what} (see `vault list {job}`)"))
+    })
+}
+
+/// Parses `--before`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    Err(Error::config(format!(
+        "--before `{s}` is not a time (use RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_parse() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 20, 12, 30, 0).unwrap();
+        assert_eq!(parse_time("2026-11-20T12:30:00Z").unwrap(), t);
+        assert_eq!(parse_time("2026-11-20T13:30:00+01:00").unwrap(), t);
+        assert_eq!(parse_time("2026-11-20T12:30").unwrap(), t);
+        assert_eq!(
+            parse_time("2026-11-20").unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap()
+        );
+        assert!(parse_time("yesterday").unwrap_err().to_string().contains("yesterday"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Command-line types (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vault",
+    version,
+    about = "Immutable, encrypted, off-site database backups",
+    long_about = "vault dumps a database (SQLite, a directory, any command), compresses it \
+                  with zstd, encrypts it to age recipients and streams it into write-once \
+                  storage, then writes a manifest as the commit point.\n\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 integrity \
+                  failure, 4 backup missing, 5 access denied, 130 interrupted.",
+    after_help = "Start with `vault demo` to see a full round trip in a scratch directory."
+)]
+pub struct Cli {
+    /// Config file [default: ./vault.toml if present, else /etc/vault/vault.toml]
+    #[arg(long, short = 'c', global = true, env = "VAULT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print results as JSON on stdout (for scripts)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug); VAULT_LOG overrides
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an age identity (private key file, mode 0600) and print its recipient
+    Keygen(KeygenArgs),
+    /// Back up jobs (all configured jobs when none are named) [identity: writer]
+    Backup(BackupArgs),
+    /// List the backups of a job, or of every configured job [identity: verifier]
+    List(ListArgs),
+    /// Restore a backup to a file, a directory or stdout [identity: restorer]
+    Restore(RestoreArgs),
+    /// Check stored backups against their manifests [identity: verifier; restorer with --deep]
+    Verify(VerifyArgs),
+    /// Try vault end to end in a scratch directory: backup, list, verify, restore, compare
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the identity; never overwritten
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "vault-identity.txt")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Jobs to back up, by name
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this job
+    #[arg(value_name = "JOB")]
+    pub job: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "latest", "before"])))]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "to", "stdout"])))]
+pub struct RestoreArgs {
+    /// The job to restore
+    #[arg(value_name = "JOB")]
+    pub job: String,
+
+    /// Write the dump to stdout
+    #[arg(value_name = "-", value_parser = clap::builder::PossibleValuesParser::new(["-"]))]
+    pub stdout: Option<String>,
+
+    /// The backup id to restore (see `vault list`)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// The newest backup (the default)
+    #[arg(long)]
+    pub latest: bool,
+
+    /// The newest backup started before TIME (RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)
+    #[arg(long, value_name = "TIME")]
+    pub before: Option<String>,
+
+    /// Write the dump to FILE (made atomically: a failed restore leaves no FILE)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Unpack a files job into DIR (must not exist or be empty)
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+
+    /// The age identity file [default: VAULT_AGE_IDENTITY_FILE, then [identities.restorer]]
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Replace an existing --output FILE
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this job
+    #[arg(value_name = "JOB")]
+    pub job: Option<String>,
+
+    /// Also decrypt and decompress, checking the plaintext hash (needs the age identity)
+    #[arg(long)]
+    pub deep: bool,
+
+    /// The age identity file for --deep [default: VAULT_AGE_IDENTITY_FILE, then [identities.restorer]]
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory to create [default: ./vault-demo, or vault-demo-2, ... if taken]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

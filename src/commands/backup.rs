@@ -1,0 +1,231 @@
+//! `vault backup [JOB...]`: dump, compress, encrypt and store, then write the manifest.
+//!
+//! Runs under the writer identity and never reads from the store. Jobs run one after
+//! another (each already uses every core); a failed job does not stop the others, but
+//! the command fails and names it. The manifest is written only after the data object
+//! is complete: a failed or interrupted backup leaves no manifest.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tracing::Instrument;
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{Context, warn_about};
+use crate::cli::BackupArgs;
+use crate::config::{Job, Settings};
+use crate::error::{Error, ExitCode, exit_code_for, summary};
+use crate::manifest::{self, Manifest};
+use crate::pipe::PipeReader;
+use crate::pipeline;
+use crate::progress::Progress;
+use crate::report::human_bytes;
+use crate::store::{self, PutOptions, Store};
+
+#[derive(Serialize)]
+struct JobResult {
+    job: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest: Option<Manifest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    let jobs: Vec<&Job> = if args.jobs.is_empty() {
+        if settings.jobs.is_empty() {
+            return Err(Error::config(format!(
+                "{} defines no [[job]]: nothing to back up",
+                settings.path.display()
+            ))
+            .into());
+        }
+        settings.jobs.iter().collect()
+    } else {
+        args.jobs
+            .iter()
+            .map(|name| settings.job(name))
+            .collect::<Result<_, _>>()?
+    };
+    // Refuse before anything is written: vault never stores unencrypted data.
+    let unencrypted: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j.recipients.is_empty())
+        .map(|j| j.name.as_str())
+        .collect();
+    if !unencrypted.is_empty() {
+        return Err(Error::config(format!(
+            "job `{}` has no encryption recipients: set [encryption] recipients (age1...) \
+             in {} — vault never writes unencrypted backups",
+            unencrypted.join("`, `"),
+            settings.path.display()
+        ))
+        .into());
+    }
+
+    let store = store::open(&settings.target)?;
+    warn_about(store.as_ref());
+
+    let mut results = Vec::new();
+    let mut first_error = None;
+    for job in &jobs {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = backup_job(store.as_ref(), settings, job) => r,
+            signal = interrupted() => Err(Error::Interrupted(format!(
+                "{signal} received: the backup of job `{}` was abandoned; no manifest was written",
+                job.name
+            )).into()),
+        };
+        match outcome {
+            Ok(m) => {
+                if !ctx.json {
+                    print_done(&m, started.elapsed());
+                }
+                results.push(JobResult {
+                    job: job.name.clone(),
+                    ok: true,
+                    manifest: Some(m),
+                    error: None,
+                });
+            }
+            Err(e) => {
+                let e = e.context(format!("job `{}`", job.name));
+                eprintln!("error: {e:#}");
+                let code = exit_code_for(&e);
+                results.push(JobResult {
+                    job: job.name.clone(),
+                    ok: false,
+                    manifest: None,
+                    error: Some(format!("{e:#}")),
+                });
+                first_error.get_or_insert(code);
+                if code == ExitCode::Interrupted {
+                    break;
+                }
+            }
+        }
+    }
+    if ctx.json {
+        crate::report::print_json(&serde_json::json!({ "jobs": results }));
+    }
+    match first_error {
+        None => Ok(()),
+        Some(code) => {
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.job.as_str())
+                .collect();
+            Err(summary(
+                code,
+                format!(
+                    "{} of {} jobs failed: {} (no manifest was written for {})",
+                    failed.len(),
+                    jobs.len(),
+                    failed.join(", "),
+                    if failed.len() == 1 { "it" } else { "them" }
+                ),
+            ))
+        }
+    }
+}
+
+/// Backs up one job: data object first, manifest last.
+pub async fn backup_job(store: &dyn Store, settings: &Settings, job: &Job) -> anyhow::Result<Manifest> {
+    let started_at = Utc::now();
+    let backup_id = manifest::new_backup_id(started_at);
+    let (tier, lock) = settings.retention.decide(started_at);
+    let extension = job.source.extension();
+    let key = settings
+        .layout
+        .data_key(&job.name, &backup_id, started_at, &extension);
+    let span = tracing::info_span!("backup", job = %job.name, id = %backup_id);
+    tracing::info!(parent: &span, %key, %tier, "starting");
+
+    let opts = PutOptions { lock: Some(lock) };
+    let progress = Progress::start(format!("backing up {}", job.name), None);
+    let written = pipeline::backup(
+        store,
+        &key,
+        &opts,
+        job.source.clone(),
+        job.recipients.clone(),
+        settings.compression,
+        progress.counter(),
+    )
+    .instrument(span.clone())
+    .await?;
+    drop(progress);
+
+    let manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        version: manifest::VERSION,
+        job: job.name.clone(),
+        backup_id: backup_id.clone(),
+        source: manifest::SourceInfo {
+            kind: job.source.kind().into(),
+            extension,
+        },
+        started_at,
+        finished_at: Utc::now(),
+        data: manifest::DataObject {
+            key: key.clone(),
+            version_id: written.version_id,
+            size: written.ciphertext.size,
+            blake3: written.ciphertext.blake3,
+        },
+        plaintext: written.plaintext,
+        compression: manifest::Compression {
+            algorithm: "zstd".into(),
+            level: settings.compression.level,
+            size: written.compressed_size,
+        },
+        encryption: manifest::Encryption {
+            algorithm: "age-v1-x25519".into(),
+            recipients: job.recipients.iter().map(|r| r.text.clone()).collect(),
+        },
+        retention: manifest::Retention { tier, lock },
+        tool: manifest::Tool::this(),
+    };
+    let manifest_key = settings.layout.manifest_key(&job.name, &backup_id);
+    store
+        .put(&manifest_key, PipeReader::from_bytes(manifest.to_bytes()), &opts)
+        .await
+        .with_context(|| format!("the data object {key} is stored but its manifest could not be written"))?;
+    tracing::info!(parent: &span, %manifest_key, "committed");
+    Ok(manifest)
+}
+
+fn print_done(m: &Manifest, took: std::time::Duration) {
+    println!(
+        "backed up {}  {}  {} -> {} stored  {} until {} ({})  in {:.1}s",
+        m.job,
+        m.backup_id,
+        human_bytes(m.plaintext.size),
+        human_bytes(m.data.size),
+        m.retention.tier,
+        m.retention.lock.retain_until.format("%Y-%m-%d"),
+        m.retention.lock.mode.as_str(),
+        took.as_secs_f64()
+    );
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, naming it.
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    match term {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

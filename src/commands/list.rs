@@ -1,0 +1,69 @@
+//! `vault list [JOB]`: the backups in the vault, newest last.
+
+use serde::Serialize;
+
+use super::{Context, warn_about};
+use crate::catalog;
+use crate::cli::ListArgs;
+use crate::error::Error;
+use crate::manifest::Manifest;
+use crate::report::{Table, human_bytes};
+use crate::store;
+
+#[derive(Serialize)]
+struct Broken {
+    key: String,
+    error: String,
+}
+
+pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    let jobs: Vec<String> = match &args.job {
+        // A job removed from the config may still have backups: list it anyway.
+        Some(job) => vec![job.clone()],
+        None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
+    };
+    let store = store::open(&settings.target)?;
+    warn_about(store.as_ref());
+
+    let mut good: Vec<Manifest> = Vec::new();
+    let mut broken = Vec::new();
+    for job in &jobs {
+        for entry in catalog::entries(store.as_ref(), &settings.layout, job).await? {
+            match entry.manifest {
+                Ok(m) => good.push(m),
+                Err(e) => broken.push(Broken {
+                    key: entry.key,
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    if ctx.json {
+        crate::report::print_json(&serde_json::json!({ "backups": good, "broken": broken }));
+    } else if good.is_empty() && broken.is_empty() {
+        println!("no backups yet in {}", store.describe());
+    } else {
+        let mut table = Table::new(&["JOB", "BACKUP ID", "TIER", "DUMP", "STORED", "LOCKED UNTIL", "SOURCE"]);
+        for m in &good {
+            table.row(vec![
+                m.job.clone(),
+                m.backup_id.clone(),
+                m.retention.tier.to_string(),
+                human_bytes(m.plaintext.size),
+                human_bytes(m.data.size),
+                m.retention.lock.retain_until.format("%Y-%m-%d %H:%M").to_string(),
+                m.source.kind.clone(),
+            ]);
+        }
+        print!("{}", table.render());
+    }
+    for b in &broken {
+        eprintln!("error: {}", b.error);
+    }
+    if !broken.is_empty() {
+        return Err(Error::integrity(format!("{} manifest(s) could not be read", broken.len())).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! One module per subcommand, each with a `run`. Shared here: the context every
+//! command gets and the choice of the age identity.
+
+pub mod backup;
+pub mod demo;
+pub mod keygen;
+pub mod list;
+pub mod restore;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::crypto::{self, Identities};
+use crate::error::Error;
+use crate::store::Store;
+
+/// What every command that reads the config gets.
+pub struct Context {
+    pub settings: Settings,
+    pub json: bool,
+}
+
+/// The env var naming the restorer's age identity file.
+pub const IDENTITY_ENV: &str = "VAULT_AGE_IDENTITY_FILE";
+
+/// The age identity for restore and deep verify: `--identity`, then
+/// `VAULT_AGE_IDENTITY_FILE`, then `[identities.restorer] age_identity_file`.
+pub fn restorer_identities(flag: Option<&Path>, settings: &Settings) -> Result<Identities, Error> {
+    let path: PathBuf = match (flag, std::env::var_os(IDENTITY_ENV)) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
+        _ => settings
+            .identities
+            .restorer
+            .age_identity_file
+            .clone()
+            .ok_or_else(|| {
+                Error::config(
+                    "this needs the restorer's age identity (private key): pass --identity FILE, \
+                     set VAULT_AGE_IDENTITY_FILE, or set [identities.restorer] age_identity_file",
+                )
+            })?,
+    };
+    crypto::load_identities(&path)
+}
+
+/// Says on stderr how the store falls short of an Object Lock bucket (once per run).
+pub fn warn_about(store: &dyn Store) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        for warning in store.warnings() {
+            eprintln!("warning: {warning}");
+        }
+    });
+}

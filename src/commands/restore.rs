@@ -1,0 +1,248 @@
+//! `vault restore JOB [--id ID | --latest | --before TIME] (--output FILE | --to DIR | -)`.
+//!
+//! Runs under the restorer identity with the age private key. The data object is read
+//! by (key, version id) from its manifest, decrypted and decompressed in one stream,
+//! and both hashes are checked before the result is put in place:
+//! - `--output FILE`: written to a private temporary file beside FILE and renamed onto
+//!   FILE only after every check passed — a failed restore never leaves a FILE;
+//! - `--to DIR` (files jobs): unpacked into a temporary sibling directory, renamed to
+//!   DIR at the end;
+//! - `-`: streamed to stdout; on failure the exit code says the output is not to be
+//!   trusted (a pipe cannot be taken back).
+
+use std::fs;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use tokio_util::io::SyncIoBridge;
+
+use super::{Context, restorer_identities, warn_about};
+use crate::catalog::{self, Selection};
+use crate::cli::RestoreArgs;
+use crate::crypto::Identities;
+use crate::error::Error;
+use crate::manifest::Manifest;
+use crate::pipe;
+use crate::pipeline;
+use crate::report::human_bytes;
+use crate::source;
+use crate::store;
+
+enum Destination {
+    File { path: PathBuf, force: bool },
+    Dir(PathBuf),
+    Stdout,
+}
+
+pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    let destination = match (&args.output, &args.to) {
+        (Some(path), _) if path.as_os_str() == "-" => Destination::Stdout,
+        (Some(path), _) => Destination::File {
+            path: path.clone(),
+            force: args.force,
+        },
+        (None, Some(dir)) => Destination::Dir(dir.clone()),
+        (None, None) => Destination::Stdout,
+    };
+    check_destination(&destination)?;
+    // Load the key first: a wrong or missing key fails before any download.
+    let identities = restorer_identities(args.identity.as_deref(), settings)?;
+    let selection = match (&args.id, &args.before) {
+        (Some(id), _) => Selection::Id(id.clone()),
+        (None, Some(t)) => Selection::Before(catalog::parse_time(t)?),
+        (None, None) => Selection::Latest,
+    };
+
+    let store = store::open(&settings.target)?;
+    warn_about(store.as_ref());
+    let entries = catalog::entries(store.as_ref(), &settings.layout, &args.job).await?;
+    for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
+        eprintln!("warning: skipping a broken manifest: {bad}");
+    }
+    let good: Vec<&Manifest> = entries.iter().filter_map(|e| e.manifest.as_ref().ok()).collect();
+    let manifest = catalog::select(&args.job, &good, &selection)?.clone();
+    if matches!(destination, Destination::Dir(_)) && manifest.source.kind != "files" {
+        return Err(Error::config(format!(
+            "--to DIR unpacks a files backup, but job `{}` holds a {} dump: use --output FILE or -",
+            args.job, manifest.source.kind
+        ))
+        .into());
+    }
+
+    let started = Instant::now();
+    let reader = store
+        .get(&manifest.data.key, manifest.data.version_id.as_deref())
+        .await
+        .with_context(|| format!("cannot read the data object of backup {}", manifest.backup_id))?;
+    let object = SyncIoBridge::new(reader);
+    let m = manifest.clone();
+    let where_to = tokio::task::spawn_blocking(move || match destination {
+        Destination::File { path, force } => to_file(object, &identities, &m, &path, force),
+        Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
+        Destination::Stdout => to_stdout(object, &identities, &m),
+    })
+    .await??;
+
+    let line = format!(
+        "restored {} backup {} ({}) to {where_to}: ciphertext and plaintext blake3 verified, {:.1}s",
+        manifest.job,
+        manifest.backup_id,
+        human_bytes(manifest.plaintext.size),
+        started.elapsed().as_secs_f64()
+    );
+    if ctx.json && where_to != "stdout" {
+        crate::report::print_json(&serde_json::json!({
+            "restored": manifest, "to": where_to,
+        }));
+    } else if where_to == "stdout" {
+        // When the data went to stdout, the summary must not.
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn check_destination(destination: &Destination) -> anyhow::Result<()> {
+    match destination {
+        Destination::File { path, force } => {
+            if path.is_dir() {
+                bail!(Error::config(format!("--output {} is a directory", path.display())));
+            }
+            if path.exists() && !force {
+                bail!(Error::config(format!(
+                    "--output {} exists; pass --force to replace it",
+                    path.display()
+                )));
+            }
+        }
+        Destination::Dir(dir) => {
+            if dir.exists() {
+                let empty = fs::read_dir(dir)
+                    .with_context(|| format!("--to {}", dir.display()))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    bail!(Error::config(format!(
+                        "--to {} is not empty; restore into a new or empty directory",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        Destination::Stdout => {
+            if io::stdout().is_terminal() {
+                bail!(Error::config(
+                    "refusing to write a binary dump to a terminal: pipe it, or use --output FILE"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A temporary path that is removed unless kept.
+struct Partial {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path).or_else(|_| fs::remove_dir_all(&self.path));
+        }
+    }
+}
+
+fn partial_beside(path: &Path) -> anyhow::Result<Partial> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?
+        .to_string_lossy();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(Partial {
+        path: parent.join(format!(".{name}.vault-partial-{:08x}", rand::random::<u32>())),
+        keep: false,
+    })
+}
+
+fn to_file(
+    object: impl Read,
+    identities: &Identities,
+    manifest: &Manifest,
+    path: &Path,
+    force: bool,
+) -> anyhow::Result<String> {
+    let mut partial = partial_beside(path)?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial.path)
+        .with_context(|| format!("cannot create {}", partial.path.display()))?;
+    let mut out = BufWriter::with_capacity(pipe::CHUNK, file);
+    pipeline::restore(object, identities, manifest, &mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    if !force && path.exists() {
+        bail!(Error::config(format!(
+            "{} appeared during the restore; pass --force to replace it",
+            path.display()
+        )));
+    }
+    fs::rename(&partial.path, path)
+        .with_context(|| format!("cannot move the restored file to {}", path.display()))?;
+    partial.keep = true;
+    Ok(path.display().to_string())
+}
+
+fn to_dir(
+    object: impl Read + Send + 'static,
+    identities: &Identities,
+    manifest: &Manifest,
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let mut partial = partial_beside(dir)?;
+    fs::create_dir(&partial.path)
+        .with_context(|| format!("cannot create {}", partial.path.display()))?;
+    let (mut tar_in, mut tar_out) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
+    let unpack_dir = partial.path.clone();
+    let unpacker = std::thread::spawn(move || -> anyhow::Result<()> {
+        source::unpack_tar(&mut tar_out, &unpack_dir)?;
+        // Drain the zero padding after the end-of-archive blocks.
+        io::copy(&mut tar_out, &mut io::sink())?;
+        Ok(())
+    });
+    let restored = pipeline::restore(object, identities, manifest, &mut tar_in)
+        .and_then(|()| tar_in.finish().map_err(Into::into));
+    let unpacked = unpacker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
+    // A data error is the root cause of any unpacking error it led to.
+    restored?;
+    unpacked?;
+    if dir.exists() {
+        fs::remove_dir(dir).with_context(|| format!("cannot replace the empty {}", dir.display()))?;
+    }
+    fs::rename(&partial.path, dir)
+        .with_context(|| format!("cannot move the restored tree to {}", dir.display()))?;
+    partial.keep = true;
+    Ok(dir.display().to_string())
+}
+
+fn to_stdout(object: impl Read, identities: &Identities, manifest: &Manifest) -> anyhow::Result<String> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(pipe::CHUNK, stdout.lock());
+    pipeline::restore(object, identities, manifest, &mut out)
+        .context("the data already written to stdout is incomplete or corrupt: discard it")?;
+    out.flush()?;
+    Ok("stdout".into())
+}

@@ -1,0 +1,148 @@
+//! `vault verify [JOB] [--deep]`: every backup checked against its manifest.
+//!
+//! Without `--deep` no key is needed (the verifier identity): each data object is read
+//! back and its size and blake3 compared with the manifest. With `--deep` the
+//! restorer's age identity decrypts and decompresses each backup and the plaintext
+//! hash is checked too; nothing is written anywhere.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_util::io::SyncIoBridge;
+
+use super::{Context, restorer_identities, warn_about};
+use crate::catalog;
+use crate::cli::VerifyArgs;
+use crate::crypto::Identities;
+use crate::error::{Error, ExitCode, exit_code_for, summary};
+use crate::manifest::Manifest;
+use crate::pipeline;
+use crate::report::{Table, human_bytes};
+use crate::store::{self, Store};
+
+#[derive(Serialize)]
+struct Checked {
+    job: String,
+    key: String,
+    backup_id: Option<String>,
+    size: Option<u64>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip)]
+    code: ExitCode,
+}
+
+pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    let identities = if args.deep {
+        Some(Arc::new(restorer_identities(args.identity.as_deref(), settings)?))
+    } else {
+        None
+    };
+    let jobs: Vec<String> = match &args.job {
+        Some(job) => vec![job.clone()],
+        None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
+    };
+    let store = store::open(&settings.target)?;
+    warn_about(store.as_ref());
+
+    let mut checked = Vec::new();
+    let mut empty_jobs = Vec::new();
+    for job in &jobs {
+        let entries = catalog::entries(store.as_ref(), &settings.layout, job).await?;
+        if entries.is_empty() {
+            empty_jobs.push(job.clone());
+        }
+        for entry in entries {
+            let result = match &entry.manifest {
+                Ok(m) => check_one(store.as_ref(), m, identities.clone()).await,
+                Err(e) => Err(Error::integrity(e).into()),
+            };
+            let m = entry.manifest.as_ref().ok();
+            checked.push(Checked {
+                job: job.clone(),
+                key: entry.key.clone(),
+                backup_id: m.map(|m| m.backup_id.clone()),
+                size: m.map(|m| m.data.size),
+                ok: result.is_ok(),
+                code: result.as_ref().err().map_or(ExitCode::Success, exit_code_for),
+                error: result.err().map(|e| format!("{e:#}")),
+            });
+        }
+    }
+
+    let failed: Vec<&Checked> = checked.iter().filter(|c| !c.ok).collect();
+    if ctx.json {
+        crate::report::print_json(&serde_json::json!({
+            "deep": args.deep,
+            "ok": failed.is_empty() && empty_jobs.is_empty(),
+            "checked": checked,
+            "jobs_without_backups": empty_jobs,
+        }));
+    } else {
+        let mut table = Table::new(&["JOB", "BACKUP ID", "STORED", "RESULT"]);
+        for c in &checked {
+            table.row(vec![
+                c.job.clone(),
+                c.backup_id.clone().unwrap_or_else(|| c.key.clone()),
+                c.size.map(human_bytes).unwrap_or_default(),
+                match &c.error {
+                    None if args.deep => "ok (decrypted, plaintext hash matches)".into(),
+                    None => "ok (ciphertext hash matches)".into(),
+                    Some(e) => format!("FAILED: {e}"),
+                },
+            ]);
+        }
+        print!("{}", table.render());
+        for job in &empty_jobs {
+            println!("{job}: no backups found");
+        }
+        println!(
+            "{} backups checked, {} failed",
+            checked.len(),
+            failed.len()
+        );
+    }
+
+    // The most serious finding decides the exit code: integrity beats everything.
+    let worst = [ExitCode::Integrity, ExitCode::Usage, ExitCode::AccessDenied, ExitCode::Failure]
+        .into_iter()
+        .find(|code| failed.iter().any(|c| c.code == *code));
+    match worst {
+        Some(code) => Err(summary(
+            code,
+            format!("{} of {} backups failed verification", failed.len(), checked.len()),
+        )),
+        None if !empty_jobs.is_empty() => Err(Error::not_found(format!(
+            "no backups found for job `{}`",
+            empty_jobs.join("`, `")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+async fn check_one(
+    store: &dyn Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+) -> anyhow::Result<()> {
+    let reader = store
+        .get(&manifest.data.key, manifest.data.version_id.as_deref())
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(msg) => Error::integrity(format!(
+                "the data object of backup {} is missing: {msg}",
+                manifest.backup_id
+            )),
+            other => other,
+        })?;
+    let object = SyncIoBridge::new(reader);
+    let manifest = manifest.clone();
+    tokio::task::spawn_blocking(move || match identities {
+        None => pipeline::verify_ciphertext(object, &manifest),
+        Some(ids) => pipeline::restore(object, &ids, &manifest, &mut std::io::sink()),
+    })
+    .await?
+}

@@ -1,0 +1,563 @@
+//! `vault.toml` -> validated [`Settings`].
+//!
+//! Parsed and checked once; everything downstream takes `Settings`. Unknown keys are
+//! errors that name the key. Relative paths are resolved against the config file's
+//! directory. Secrets are never inline: the file names env vars or files that hold
+//! them. Every key is documented in docs/config.md.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto::{self, Recipient};
+use crate::error::Error;
+use crate::manifest::Layout;
+use crate::retention::{LockMode, Period, Policy};
+use crate::store::Target;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    vault: VaultSection,
+    #[serde(default)]
+    encryption: EncryptionSection,
+    #[serde(default)]
+    compression: CompressionSection,
+    #[serde(default)]
+    retention: RetentionSection,
+    #[serde(default)]
+    identities: IdentitiesSection,
+    #[serde(default, rename = "job")]
+    jobs: Vec<JobSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultSection {
+    target: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptionSection {
+    #[serde(default)]
+    recipients: Vec<String>,
+    recipients_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompressionSection {
+    #[serde(default = "default_level")]
+    level: i32,
+    #[serde(default)]
+    threads: u32,
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+impl Default for CompressionSection {
+    fn default() -> Self {
+        CompressionSection {
+            level: default_level(),
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    #[serde(default)]
+    mode: LockMode,
+    daily: Option<Period>,
+    weekly: Option<Period>,
+    monthly: Option<Period>,
+    yearly: Option<Period>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentitiesSection {
+    #[serde(default)]
+    writer: Identity,
+    #[serde(default)]
+    verifier: Identity,
+    #[serde(default)]
+    restorer: Identity,
+}
+
+/// How one identity authenticates to the store, plus (restorer only) its age key.
+/// Every secret is referenced, never inline.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A named profile in the cloud SDK's shared config.
+    pub profile: Option<String>,
+    /// Env vars holding static keys.
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    /// Files holding static keys.
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A role to assume.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    /// A web identity token (Kubernetes service-account token, IRSA).
+    pub web_identity_token_file: Option<PathBuf>,
+    /// The age identity file (private key). Only the restorer may hold one.
+    pub age_identity_file: Option<PathBuf>,
+}
+
+impl Identity {
+    fn validate(&mut self, name: &str, base: &Path) -> Result<(), Error> {
+        let e = |msg: String| Error::config(format!("[identities.{name}]: {msg}"));
+        let env_keys = self.access_key_id_env.is_some() || self.secret_access_key_env.is_some();
+        let file_keys = self.access_key_id_file.is_some() || self.secret_access_key_file.is_some();
+        let chosen = [
+            self.profile.is_some(),
+            env_keys,
+            file_keys,
+            self.web_identity_token_file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen > 1 {
+            return Err(e(
+                "choose one credential source: profile, *_env keys, *_file keys or \
+                 web_identity_token_file"
+                    .into(),
+            ));
+        }
+        if env_keys && (self.access_key_id_env.is_none() || self.secret_access_key_env.is_none()) {
+            return Err(e("access_key_id_env and secret_access_key_env go together".into()));
+        }
+        if file_keys && (self.access_key_id_file.is_none() || self.secret_access_key_file.is_none())
+        {
+            return Err(e("access_key_id_file and secret_access_key_file go together".into()));
+        }
+        if self.web_identity_token_file.is_some() && self.role_arn.is_none() {
+            return Err(e("web_identity_token_file needs role_arn".into()));
+        }
+        if (self.external_id.is_some() || self.session_name.is_some()) && self.role_arn.is_none() {
+            return Err(e("external_id and session_name need role_arn".into()));
+        }
+        if self.age_identity_file.is_some() && name != "restorer" {
+            return Err(e(
+                "age_identity_file belongs to [identities.restorer] only: the writer and \
+                 verifier must not hold the decryption key"
+                    .into(),
+            ));
+        }
+        for path in [
+            &mut self.access_key_id_file,
+            &mut self.secret_access_key_file,
+            &mut self.web_identity_token_file,
+            &mut self.age_identity_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = base.join(&*path);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSection {
+    name: String,
+    schedule: Option<String>,
+    recipients: Option<Vec<String>>,
+    source: SourceConfig,
+}
+
+/// What a job backs up; `kind` selects the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A consistent snapshot of a live SQLite database file.
+    Sqlite { path: PathBuf },
+    /// A directory tree as a tar stream.
+    Files { path: PathBuf },
+    /// Any program's standard output.
+    Command {
+        command: Vec<String>,
+        #[serde(default)]
+        extension: Option<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        #[serde(default)]
+        fail_on_stderr: bool,
+    },
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Sqlite { .. } => "sqlite",
+            SourceConfig::Files { .. } => "files",
+            SourceConfig::Command { .. } => "command",
+        }
+    }
+
+    /// What the plaintext is, used in the data key: `<id>.<extension>.zst.age`.
+    pub fn extension(&self) -> String {
+        match self {
+            SourceConfig::Sqlite { .. } => "sqlite".into(),
+            SourceConfig::Files { .. } => "tar".into(),
+            SourceConfig::Command { extension, .. } => {
+                extension.clone().unwrap_or_else(|| "bin".into())
+            }
+        }
+    }
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub schedule: Option<String>,
+    /// Empty when neither the job nor `[encryption]` names one: such a job is refused.
+    pub recipients: Vec<Recipient>,
+    pub source: SourceConfig,
+}
+
+/// zstd settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    pub level: i32,
+    /// Worker threads; 0 means one per core.
+    pub threads: u32,
+}
+
+/// The three identities.
+#[derive(Debug, Clone, Default)]
+pub struct Identities {
+    pub writer: Identity,
+    pub verifier: Identity,
+    pub restorer: Identity,
+}
+
+/// Everything vault needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub path: PathBuf,
+    pub target: Target,
+    pub layout: Layout,
+    pub compression: Compression,
+    pub retention: Policy,
+    pub identities: Identities,
+    pub jobs: Vec<Job>,
+}
+
+impl Settings {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Settings, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!(
+                "cannot read config file {}: {e} (set --config or VAULT_CONFIG)",
+                path.display()
+            ))
+        })?;
+        Settings::parse(&text, path)
+    }
+
+    /// Validates config text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, Error> {
+        let shown = path.display();
+        let file: File =
+            toml::from_str(text).map_err(|e| Error::config(format!("{shown}: {e}")))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let bad = |msg: String| Error::config(format!("{shown}: {msg}"));
+
+        let target = Target::parse(&file.vault.target, &base)
+            .map_err(|e| bad(format!("[vault] target: {e}")))?;
+
+        let mut recipients = file
+            .encryption
+            .recipients
+            .iter()
+            .map(|r| crypto::parse_recipient(r).map_err(|e| bad(format!("[encryption] recipients: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(f) = &file.encryption.recipients_file {
+            recipients.extend(crypto::read_recipients_file(&base.join(f))?);
+        }
+
+        let c = &file.compression;
+        if !(1..=22).contains(&c.level) {
+            return Err(bad(format!("[compression] level {} is outside 1..=22", c.level)));
+        }
+
+        let r = &file.retention;
+        let defaults = Policy::default();
+        let retention = Policy {
+            mode: r.mode,
+            daily: r.daily.unwrap_or(defaults.daily),
+            weekly: r.weekly.unwrap_or(defaults.weekly),
+            monthly: r.monthly.unwrap_or(defaults.monthly),
+            yearly: r.yearly.unwrap_or(defaults.yearly),
+        };
+
+        let mut ids = file.identities;
+        ids.writer.validate("writer", &base)?;
+        ids.verifier.validate("verifier", &base)?;
+        ids.restorer.validate("restorer", &base)?;
+
+        let mut seen = HashSet::new();
+        let mut jobs = Vec::new();
+        for job in file.jobs {
+            validate_job_name(&job.name).map_err(|e| bad(format!("[[job]] name: {e}")))?;
+            if !seen.insert(job.name.clone()) {
+                return Err(bad(format!("job `{}` is defined twice", job.name)));
+            }
+            let j = |msg: String| bad(format!("job `{}`: {msg}", job.name));
+            if let Some(s) = &job.schedule {
+                validate_schedule(s).map_err(|e| j(format!("schedule: {e}")))?;
+            }
+            let job_recipients = match &job.recipients {
+                Some(list) => list
+                    .iter()
+                    .map(|r| crypto::parse_recipient(r).map_err(|e| j(format!("recipients: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => recipients.clone(),
+            };
+            let source = match job.source {
+                SourceConfig::Sqlite { path } => SourceConfig::Sqlite {
+                    path: base.join(path),
+                },
+                SourceConfig::Files { path } => SourceConfig::Files {
+                    path: base.join(path),
+                },
+                SourceConfig::Command {
+                    command,
+                    extension,
+                    env,
+                    fail_on_stderr,
+                } => {
+                    if command.is_empty() || command[0].is_empty() {
+                        return Err(j("source.command is empty: give the program and its \
+                                       arguments as a list"
+                            .into()));
+                    }
+                    if let Some(ext) = &extension
+                        && (ext.is_empty()
+                            || !ext.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
+                    {
+                        return Err(j(format!(
+                            "source.extension `{ext}` may hold only letters, digits and dots"
+                        )));
+                    }
+                    SourceConfig::Command {
+                        command,
+                        extension,
+                        env,
+                        fail_on_stderr,
+                    }
+                }
+            };
+            jobs.push(Job {
+                name: job.name,
+                schedule: job.schedule,
+                recipients: job_recipients,
+                source,
+            });
+        }
+
+        Ok(Settings {
+            path: path.to_path_buf(),
+            target,
+            layout: Layout::new(&file.vault.prefix),
+            compression: Compression {
+                level: c.level,
+                threads: c.threads,
+            },
+            retention,
+            identities: Identities {
+                writer: ids.writer,
+                verifier: ids.verifier,
+                restorer: ids.restorer,
+            },
+            jobs,
+        })
+    }
+
+    /// The named job, or an error listing the jobs that exist.
+    pub fn job(&self, name: &str) -> Result<&Job, Error> {
+        self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+            Error::config(format!(
+                "no job named `{name}` in {} (jobs: {})",
+                self.path.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+/// Job names become key components: lowercase letters, digits, `-`, `_`, `.`.
+fn validate_job_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid job name (1-64 of a-z 0-9 - _ ., starting with a \
+             letter or digit)"
+        ))
+    }
+}
+
+/// A cron expression with five fields, or one of the `@daily`-style shorthands.
+fn validate_schedule(s: &str) -> Result<(), String> {
+    const SHORTHANDS: [&str; 6] = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    let valid = if fields.len() == 1 {
+        SHORTHANDS.contains(&fields[0])
+    } else {
+        fields.len() == 5
+            && fields
+                .iter()
+                .all(|f| f.chars().all(|c| c.is_ascii_digit() || ",-*/".contains(c)))
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a cron schedule (five fields like \"15 3 * * *\", or @daily, @hourly, ...)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn parse(text: &str) -> Result<Settings, Error> {
+        Settings::parse(text, Path::new("/etc/vault/vault.toml"))
+    }
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            "[vault]\ntarget = \"file:///srv/vault\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_full_config_validates() {
+        let s = parse(&minimal(
+            r#"
+[compression]
+level = 6
+[retention]
+daily = "14d"
+yearly = "10y"
+[identities.restorer]
+age_identity_file = "keys/restore.txt"
+[[job]]
+name = "app-db"
+schedule = "15 3 * * *"
+source = { kind = "sqlite", path = "data/app.db" }
+[[job]]
+name = "dump"
+source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" }
+"#,
+        ))
+        .unwrap();
+        assert_eq!(s.jobs.len(), 2);
+        assert_eq!(s.compression.level, 6);
+        assert_eq!(s.retention.daily, Period::Days(14));
+        assert_eq!(s.retention.weekly, Policy::default().weekly);
+        assert_eq!(
+            s.identities.restorer.age_identity_file,
+            Some(PathBuf::from("/etc/vault/keys/restore.txt"))
+        );
+        assert_eq!(
+            s.jobs[0].source,
+            SourceConfig::Sqlite {
+                path: "/etc/vault/data/app.db".into()
+            }
+        );
+        assert_eq!(s.jobs[1].source.extension(), "pgdump");
+        assert_eq!(s.jobs[0].recipients.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (extra, key) in [
+            ("[vault2]\n", "vault2"),
+            ("[compression]\nlevle = 3\n", "levle"),
+            (
+                "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"x\", pth = 1 }\n",
+                "pth",
+            ),
+            ("[[job]]\nname = \"a\"\nsorce = 1\nsource = { kind = \"files\", path = \"x\" }\n", "sorce"),
+            ("[identities.writer]\nsecret = \"hunter2\"\n", "secret"),
+        ] {
+            let err = parse(&minimal(extra)).unwrap_err().to_string();
+            assert!(err.contains(key), "error for {key:?} does not name it: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let cases = [
+            ("[[job]]\nname = \"Bad Name\"\nsource = { kind = \"files\", path = \"x\" }\n", "Bad Name"),
+            ("[[job]]\nname = \"a\"\nsource = { kind = \"mongo\" }\n", "mongo"),
+            ("[[job]]\nname = \"a\"\nschedule = \"daily\"\nsource = { kind = \"files\", path = \"x\" }\n", "daily"),
+            ("[[job]]\nname = \"a\"\nsource = { kind = \"command\", command = [] }\n", "empty"),
+            ("[retention]\ndaily = \"3h\"\n", "unknown unit"),
+            ("[compression]\nlevel = 40\n", "level 40"),
+            ("[identities.writer]\nage_identity_file = \"k\"\n", "[identities.restorer] only"),
+            ("[identities.writer]\nprofile = \"a\"\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"B\"\n", "one credential"),
+        ];
+        for (extra, needle) in cases {
+            let err = parse(&minimal(extra)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        let twice = "[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n";
+        let err = parse(&minimal(&format!("{twice}{twice}"))).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        let err = parse("[vault]\ntarget = \"file:///v\"\n[encryption]\nrecipients = [\"age1bogus\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("age1bogus"), "{err}");
+    }
+
+    #[test]
+    fn jobs_without_recipients_parse_but_carry_none() {
+        let s = parse(
+            "[vault]\ntarget = \"/v\"\n[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n",
+        )
+        .unwrap();
+        assert!(s.jobs[0].recipients.is_empty());
+        assert!(s.job("zzz").unwrap_err().to_string().contains("jobs: a"));
+    }
+}

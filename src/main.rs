@@ -1,0 +1,38 @@
+//! The `vault` binary: parse, set up logging, run, map the outcome to an exit code.
+
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = vault::cli::Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "vault=info,warn",
+        _ => "vault=debug,info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(vault::run(cli));
+    // Stages of an abandoned backup stop on their own once their pipes close; do not
+    // wait long for them.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(vault::error::exit_code_for(&err) as u8)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Sources: where a dump comes from.
+//!
+//! A source yields a byte stream ([`std::io::Read`]) plus [`DumpStream::finish`], which
+//! says whether the dump really succeeded — a child's exit status, a producer thread's
+//! result. End of file alone never means success: the pipeline calls `finish` before it
+//! lets the data object complete.
+
+mod command;
+mod files;
+
+pub use files::unpack as unpack_tar;
+mod sqlite;
+
+use std::io::Read;
+use std::thread::JoinHandle;
+
+use anyhow::anyhow;
+
+use crate::config::SourceConfig;
+use crate::pipe::PipeReader;
+
+/// A dump in progress.
+pub trait DumpStream: Read + Send {
+    /// Called after end of file: fails if the dump did not complete.
+    fn finish(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// Starts a dump for `config`.
+pub fn open(config: &SourceConfig) -> anyhow::Result<Box<dyn DumpStream>> {
+    match config {
+        SourceConfig::Sqlite { path } => sqlite::open(path),
+        SourceConfig::Files { path } => files::open(path),
+        SourceConfig::Command {
+            command,
+            env,
+            fail_on_stderr,
+            ..
+        } => command::open(command, env, *fail_on_stderr),
+    }
+}
+
+/// A dump produced by a thread of ours into a pipe (tar writer, SQLite page reader).
+struct ThreadStream {
+    reader: PipeReader,
+    producer: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ThreadStream {
+    fn spawn(
+        name: &str,
+        produce: impl FnOnce(crate::pipe::PipeWriter) -> anyhow::Result<()> + Send + 'static,
+    ) -> anyhow::Result<ThreadStream> {
+        let (writer, reader) = crate::pipe::pipe(crate::pipe::CHUNK, crate::pipe::DEPTH);
+        let producer = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || produce(writer))?;
+        Ok(ThreadStream {
+            reader,
+            producer: Some(producer),
+        })
+    }
+}
+
+impl Read for ThreadStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.reader.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                // The producer stopped early: its own error says why, not the pipe's.
+                if let Some(Ok(Err(cause))) = self.producer.take().map(JoinHandle::join) {
+                    return Err(std::io::Error::other(format!("{cause:#}")));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl DumpStream for ThreadStream {
+    fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        match self.producer.take() {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| anyhow!("the dump thread panicked"))?,
+            None => Err(anyhow!("the dump thread failed")),
+        }
+    }
+}

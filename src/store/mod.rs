@@ -1,0 +1,134 @@
+//! Where backups go: the small [`Store`] trait and its implementations.
+//!
+//! The trait is what every later backend must fit (S3 with Object Lock, other clouds):
+//! write a new object once, read an object (by version where the store has versions),
+//! describe one, list a prefix. Nothing here deletes or overwrites: vault has no code
+//! path that removes a backup. Retries, rate limits and logging belong in wrappers
+//! around a store, not inside one. [`conformance`] is the suite every store passes.
+
+pub mod conformance;
+pub mod local;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncRead;
+
+use crate::error::Error;
+use crate::pipe::PipeReader;
+use crate::retention::Lock;
+
+/// A byte stream read back from a store.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// How a new object is written.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// The lock the object gets; `None` leaves it to the store's default.
+    pub lock: Option<Lock>,
+}
+
+/// What a completed write returns: all a manifest needs, so a writer never reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReceipt {
+    pub version_id: Option<String>,
+    pub size: u64,
+}
+
+/// An object as a store describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+    /// The lock as the store reports it; `None` when the object has none.
+    pub lock: Option<Lock>,
+    pub modified: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A short human description, e.g. `local directory /var/lib/vault`.
+    fn describe(&self) -> String;
+
+    /// Ways in which this store is weaker than an Object Lock bucket, said to the user.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Writes a new object from `body`. The object becomes visible only if `body`
+    /// ends cleanly; a stream cut short leaves nothing under `key`. Fails with
+    /// [`Error::AlreadyExists`] rather than replace an existing object.
+    async fn put(&self, key: &str, body: PipeReader, opts: &PutOptions)
+    -> Result<PutReceipt, Error>;
+
+    /// Reads an object, a given version of it when `version_id` is set.
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<ObjectReader, Error>;
+
+    /// Describes an object, with its lock.
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<ObjectMeta, Error>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
+}
+
+/// Opens the store for a validated target.
+pub fn open(target: &Target) -> Result<Box<dyn Store>, Error> {
+    match target {
+        Target::Local(root) => Ok(Box::new(local::LocalStore::open(root)?)),
+    }
+}
+
+/// A validated vault target from `[vault] target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A directory: `file:///srv/vault` or a plain path.
+    Local(PathBuf),
+}
+
+impl Target {
+    /// Parses a target; relative paths are resolved against `base` (the config file's
+    /// directory).
+    pub fn parse(value: &str, base: &std::path::Path) -> Result<Target, String> {
+        if let Some(path) = value.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "`{value}`: a file:// target needs an absolute path (file:///srv/vault)"
+                ));
+            }
+            return Ok(Target::Local(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = value.split_once("://") {
+            return Err(format!(
+                "`{value}`: the `{scheme}://` scheme is not supported by this build \
+                 (use file:///path or a directory path)"
+            ));
+        }
+        if value.is_empty() {
+            return Err("the target is empty".into());
+        }
+        Ok(Target::Local(base.join(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn targets_parse() {
+        let base = Path::new("/etc/vault");
+        assert_eq!(
+            Target::parse("file:///srv/v", base).unwrap(),
+            Target::Local("/srv/v".into())
+        );
+        assert_eq!(
+            Target::parse("vault-data", base).unwrap(),
+            Target::Local("/etc/vault/vault-data".into())
+        );
+        assert!(Target::parse("file://rel", base).is_err());
+        assert!(Target::parse("gopher://x", base).unwrap_err().contains("gopher"));
+    }
+}
