@@ -47,7 +47,11 @@ pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Ve
     Ok(out)
 }
 
-async fn read_manifest(store: &dyn Store, key: &str, version: Option<&str>) -> Result<Manifest, Error> {
+async fn read_manifest(
+    store: &dyn Store,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Manifest, Error> {
     let reader = store.get(key, version).await?;
     let mut bytes = Vec::new();
     reader
@@ -67,7 +71,11 @@ pub enum Selection {
 }
 
 /// Picks one backup among good manifests (sorted oldest first).
-pub fn select<'m>(job: &str, good: &[&'m Manifest], which: &Selection) -> Result<&'m Manifest, Error> {
+pub fn select<'m>(
+    job: &str,
+    good: &[&'m Manifest],
+    which: &Selection,
+) -> Result<&'m Manifest, Error> {
     let found = match which {
         Selection::Latest => good.last(),
         Selection::Id(id) => good.iter().find(|m| &m.backup_id == id),
@@ -88,7 +96,12 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
             return Ok(t.and_utc());
         }
@@ -116,6 +129,11 @@ mod tests {
             parse_time("2026-11-20").unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap()
         );
-        assert!(parse_time("yesterday").unwrap_err().to_string().contains("yesterday"));
+        assert!(
+            parse_time("yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("yesterday")
+        );
     }
 }

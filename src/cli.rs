@@ -18,7 +18,13 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Config file [default: ./vault.toml if present, else /etc/vault/vault.toml]
-    #[arg(long, short = 'c', global = true, env = "VAULT_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "VAULT_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Print results as JSON on stdout (for scripts)
@@ -52,7 +58,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Where to write the identity; never overwritten
-    #[arg(long, short = 'o', value_name = "FILE", default_value = "vault-identity.txt")]
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "FILE",
+        default_value = "vault-identity.txt"
+    )]
     pub output: PathBuf,
 }
 

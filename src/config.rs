@@ -138,11 +138,15 @@ impl Identity {
             ));
         }
         if env_keys && (self.access_key_id_env.is_none() || self.secret_access_key_env.is_none()) {
-            return Err(e("access_key_id_env and secret_access_key_env go together".into()));
+            return Err(e(
+                "access_key_id_env and secret_access_key_env go together".into()
+            ));
         }
         if file_keys && (self.access_key_id_file.is_none() || self.secret_access_key_file.is_none())
         {
-            return Err(e("access_key_id_file and secret_access_key_file go together".into()));
+            return Err(e(
+                "access_key_id_file and secret_access_key_file go together".into(),
+            ));
         }
         if self.web_identity_token_file.is_some() && self.role_arn.is_none() {
             return Err(e("web_identity_token_file needs role_arn".into()));
@@ -291,7 +295,9 @@ impl Settings {
             .encryption
             .recipients
             .iter()
-            .map(|r| crypto::parse_recipient(r).map_err(|e| bad(format!("[encryption] recipients: {e}"))))
+            .map(|r| {
+                crypto::parse_recipient(r).map_err(|e| bad(format!("[encryption] recipients: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(f) = &file.encryption.recipients_file {
             recipients.extend(crypto::read_recipients_file(&base.join(f))?);
@@ -299,7 +305,10 @@ impl Settings {
 
         let c = &file.compression;
         if !(1..=22).contains(&c.level) {
-            return Err(bad(format!("[compression] level {} is outside 1..=22", c.level)));
+            return Err(bad(format!(
+                "[compression] level {} is outside 1..=22",
+                c.level
+            )));
         }
 
         let r = &file.retention;
@@ -435,7 +444,14 @@ fn validate_job_name(name: &str) -> Result<(), String> {
 
 /// A cron expression with five fields, or one of the `@daily`-style shorthands.
 fn validate_schedule(s: &str) -> Result<(), String> {
-    const SHORTHANDS: [&str; 6] = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually"];
+    const SHORTHANDS: [&str; 6] = [
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "@annually",
+    ];
     let fields: Vec<&str> = s.split_whitespace().collect();
     let valid = if fields.len() == 1 {
         SHORTHANDS.contains(&fields[0])
@@ -518,36 +534,63 @@ source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" 
                 "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"x\", pth = 1 }\n",
                 "pth",
             ),
-            ("[[job]]\nname = \"a\"\nsorce = 1\nsource = { kind = \"files\", path = \"x\" }\n", "sorce"),
+            (
+                "[[job]]\nname = \"a\"\nsorce = 1\nsource = { kind = \"files\", path = \"x\" }\n",
+                "sorce",
+            ),
             ("[identities.writer]\nsecret = \"hunter2\"\n", "secret"),
         ] {
             let err = parse(&minimal(extra)).unwrap_err().to_string();
-            assert!(err.contains(key), "error for {key:?} does not name it: {err}");
+            assert!(
+                err.contains(key),
+                "error for {key:?} does not name it: {err}"
+            );
         }
     }
 
     #[test]
     fn bad_values_are_explained() {
         let cases = [
-            ("[[job]]\nname = \"Bad Name\"\nsource = { kind = \"files\", path = \"x\" }\n", "Bad Name"),
-            ("[[job]]\nname = \"a\"\nsource = { kind = \"mongo\" }\n", "mongo"),
-            ("[[job]]\nname = \"a\"\nschedule = \"daily\"\nsource = { kind = \"files\", path = \"x\" }\n", "daily"),
-            ("[[job]]\nname = \"a\"\nsource = { kind = \"command\", command = [] }\n", "empty"),
+            (
+                "[[job]]\nname = \"Bad Name\"\nsource = { kind = \"files\", path = \"x\" }\n",
+                "Bad Name",
+            ),
+            (
+                "[[job]]\nname = \"a\"\nsource = { kind = \"mongo\" }\n",
+                "mongo",
+            ),
+            (
+                "[[job]]\nname = \"a\"\nschedule = \"daily\"\nsource = { kind = \"files\", path = \"x\" }\n",
+                "daily",
+            ),
+            (
+                "[[job]]\nname = \"a\"\nsource = { kind = \"command\", command = [] }\n",
+                "empty",
+            ),
             ("[retention]\ndaily = \"3h\"\n", "unknown unit"),
             ("[compression]\nlevel = 40\n", "level 40"),
-            ("[identities.writer]\nage_identity_file = \"k\"\n", "[identities.restorer] only"),
-            ("[identities.writer]\nprofile = \"a\"\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"B\"\n", "one credential"),
+            (
+                "[identities.writer]\nage_identity_file = \"k\"\n",
+                "[identities.restorer] only",
+            ),
+            (
+                "[identities.writer]\nprofile = \"a\"\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"B\"\n",
+                "one credential",
+            ),
         ];
         for (extra, needle) in cases {
             let err = parse(&minimal(extra)).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle:?} not in: {err}");
         }
         let twice = "[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n";
-        let err = parse(&minimal(&format!("{twice}{twice}"))).unwrap_err().to_string();
-        assert!(err.contains("twice"), "{err}");
-        let err = parse("[vault]\ntarget = \"file:///v\"\n[encryption]\nrecipients = [\"age1bogus\"]\n")
+        let err = parse(&minimal(&format!("{twice}{twice}")))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("twice"), "{err}");
+        let err =
+            parse("[vault]\ntarget = \"file:///v\"\n[encryption]\nrecipients = [\"age1bogus\"]\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("age1bogus"), "{err}");
     }
 

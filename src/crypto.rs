@@ -36,9 +36,11 @@ pub fn parse_recipient(text: &str) -> Result<Recipient, String> {
     let text = text.trim();
     if text.starts_with("AGE-SECRET-KEY-") {
         // Never echo what looks like a private key.
-        return Err("this is an age *identity* (private key); the backup host needs only \
+        return Err(
+            "this is an age *identity* (private key); the backup host needs only \
                     the recipient (age1...) — `vault keygen` prints it"
-            .into());
+                .into(),
+        );
     }
     let key = text
         .parse::<age::x25519::Recipient>()
@@ -53,7 +55,10 @@ pub fn parse_recipient(text: &str) -> Result<Recipient, String> {
 /// (the format of `age -R`).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, Error> {
     let text = fs::read_to_string(path).map_err(|e| {
-        Error::config(format!("cannot read recipients file {}: {e}", path.display()))
+        Error::config(format!(
+            "cannot read recipients file {}: {e}",
+            path.display()
+        ))
     })?;
     text.lines()
         .map(str::trim)
@@ -152,7 +157,10 @@ mod tests {
         let path = dir.path().join("key.txt");
         let recipient = generate_identity_file(&path).unwrap();
         assert!(recipient.starts_with("age1"));
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_identities(&path).unwrap().as_dyn().count(), 1);
         assert!(generate_identity_file(&path).is_err(), "never overwrites");
         assert!(parse_recipient(&recipient).is_ok());
@@ -162,6 +170,10 @@ mod tests {
     fn private_keys_are_not_recipients_and_are_not_echoed() {
         let err = parse_recipient("AGE-SECRET-KEY-1QQQQ").unwrap_err();
         assert!(!err.contains("QQQQ"));
-        assert!(parse_recipient("age1nope").unwrap_err().contains("age1nope"));
+        assert!(
+            parse_recipient("age1nope")
+                .unwrap_err()
+                .contains("age1nope")
+        );
     }
 }

@@ -59,7 +59,13 @@ pub enum Error {
 impl Error {
     /// True when repeating the same request may succeed (5xx, throttling, resets).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Store { retryable: true, .. })
+        matches!(
+            self,
+            Error::Store {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     pub fn exit_code(&self) -> ExitCode {

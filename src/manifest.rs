@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(mkey, format!("acme/app/manifests/{id}.json"));
         assert_eq!(layout.backup_id_of("app", &mkey), Some(id.as_str()));
         assert_eq!(layout.backup_id_of("other", &mkey), None);
-        assert_eq!(Layout::new("").manifest_key("app", &id), format!("app/manifests/{id}.json"));
+        assert_eq!(
+            Layout::new("").manifest_key("app", &id),
+            format!("app/manifests/{id}.json")
+        );
     }
 
     #[test]
@@ -278,7 +281,10 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(Manifest::from_bytes("k", &bytes).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.contains("\"retain_until\""), "lock is flattened: {text}");
+        assert!(
+            text.contains("\"retain_until\""),
+            "lock is flattened: {text}"
+        );
         let newer = text.replace("\"version\": 1", "\"version\": 2");
         let err = Manifest::from_bytes("k", newer.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("version 2"), "{err}");

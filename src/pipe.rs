@@ -80,7 +80,10 @@ pub struct PipeWriter {
 
 impl PipeWriter {
     fn send(&mut self, msg: Msg) -> io::Result<()> {
-        let tx = self.tx.as_ref().ok_or_else(|| closed("pipe already finished"))?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| closed("pipe already finished"))?;
         tx.blocking_send(msg)
             .map_err(|_| closed("the next pipeline stage stopped reading"))
     }
@@ -159,7 +162,8 @@ impl PipeReader {
         let (tx, rx) = mpsc::channel(2);
         let data = data.into();
         if !data.is_empty() {
-            tx.try_send(Msg::Data(data)).expect("fresh channel has room");
+            tx.try_send(Msg::Data(data))
+                .expect("fresh channel has room");
         }
         tx.try_send(Msg::End).expect("fresh channel has room");
         PipeReader {

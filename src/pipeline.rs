@@ -144,10 +144,7 @@ fn compress_stage(
     }
     // End of file is not success: the source must say it completed before the stream
     // to the store may end.
-    input
-        .into_inner()
-        .finish()
-        .context("the source failed")?;
+    input.into_inner().finish().context("the source failed")?;
     let counted = encoder.finish().context("zstd could not finish")?;
     let compressed = counted.count;
     counted.inner.finish()?;
@@ -164,7 +161,10 @@ fn encrypt_stage(
             .map_err(|e| anyhow!("cannot set up age encryption: {e}"))?;
     let mut writer = encryptor.wrap_output(HashingWriter::new(out))?;
     copy_large(&mut input, &mut writer)?;
-    let (out, ciphertext) = writer.finish().context("age could not finish")?.into_parts();
+    let (out, ciphertext) = writer
+        .finish()
+        .context("age could not finish")?
+        .into_parts();
     out.finish()?;
     Ok(ciphertext)
 }
@@ -184,15 +184,17 @@ pub fn restore(
     let ciphertext = cipher.digest();
     let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(pipe::CHUNK, cipher))
         .map_err(|e| Error::integrity(format!("{key} is not a readable age file: {e}")))?;
-    let plain = decryptor.decrypt(identities.as_dyn()).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => Error::config(format!(
-            "none of the keys in {} can decrypt {key}: it is encrypted to {} \
+    let plain = decryptor
+        .decrypt(identities.as_dyn())
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::config(format!(
+                "none of the keys in {} can decrypt {key}: it is encrypted to {} \
              (use the restorer's identity file for one of these recipients)",
-            identities.path,
-            manifest.encryption.recipients.join(", ")
-        )),
-        other => Error::integrity(format!("cannot decrypt {key}: {other}")),
-    })?;
+                identities.path,
+                manifest.encryption.recipients.join(", ")
+            )),
+            other => Error::integrity(format!("cannot decrypt {key}: {other}")),
+        })?;
     let decoder = zstd::stream::read::Decoder::new(plain)
         .map_err(|e| Error::integrity(format!("cannot decompress {key}: {e}")))?;
     let mut plaintext = HashingReader::new(decoder);
@@ -212,14 +214,25 @@ pub fn restore(
                 .into());
             }
         };
-        sink.write_all(&buf[..n]).context("cannot write the restored data")?;
+        sink.write_all(&buf[..n])
+            .context("cannot write the restored data")?;
         at += n as u64;
     }
-    check(key, "ciphertext", &ciphertext.finish(), &Digest {
-        size: manifest.data.size,
-        blake3: manifest.data.blake3.clone(),
-    })?;
-    check(key, "plaintext", &plain_digest.finish(), &manifest.plaintext)?;
+    check(
+        key,
+        "ciphertext",
+        &ciphertext.finish(),
+        &Digest {
+            size: manifest.data.size,
+            blake3: manifest.data.blake3.clone(),
+        },
+    )?;
+    check(
+        key,
+        "plaintext",
+        &plain_digest.finish(),
+        &manifest.plaintext,
+    )?;
     Ok(())
 }
 
@@ -229,10 +242,15 @@ pub fn verify_ciphertext(object: impl Read, manifest: &Manifest) -> anyhow::Resu
     let digest = reader.digest();
     copy_large(&mut reader, &mut io::sink())
         .with_context(|| format!("cannot read {}", manifest.data.key))?;
-    check(&manifest.data.key, "ciphertext", &digest.finish(), &Digest {
-        size: manifest.data.size,
-        blake3: manifest.data.blake3.clone(),
-    })
+    check(
+        &manifest.data.key,
+        "ciphertext",
+        &digest.finish(),
+        &Digest {
+            size: manifest.data.size,
+            blake3: manifest.data.blake3.clone(),
+        },
+    )
 }
 
 fn check(key: &str, what: &str, got: &Digest, want: &Digest) -> anyhow::Result<()> {

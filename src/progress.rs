@@ -28,7 +28,9 @@ impl Progress {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     let done = counter.load(Ordering::Relaxed);
                     let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    let of = total.map(|t| format!(" of {}", human_bytes(t))).unwrap_or_default();
+                    let of = total
+                        .map(|t| format!(" of {}", human_bytes(t)))
+                        .unwrap_or_default();
                     eprint!(
                         "\r\x1b[K{label}: {}{of} ({}/s)",
                         human_bytes(done),

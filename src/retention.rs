@@ -106,7 +106,9 @@ impl FromStr for Period {
             .parse()
             .map_err(|_| format!("`{s}` is not a period: write e.g. 35d, 13w, 13mo or 7y"))?;
         if n == 0 {
-            return Err(format!("`{s}`: a retention period must be longer than zero"));
+            return Err(format!(
+                "`{s}`: a retention period must be longer than zero"
+            ));
         }
         let period = match unit.trim() {
             "d" | "day" | "days" => Period::Days(n),
@@ -114,9 +116,7 @@ impl FromStr for Period {
             "mo" | "month" | "months" => Period::Months(n),
             "y" | "year" | "years" => Period::Months(n.saturating_mul(12)),
             other => {
-                return Err(format!(
-                    "`{s}`: unknown unit `{other}` (use d, w, mo or y)"
-                ));
+                return Err(format!("`{s}`: unknown unit `{other}` (use d, w, mo or y)"));
             }
         };
         Ok(period)
@@ -217,7 +217,12 @@ mod tests {
         assert_eq!(Period::Months(84).to_string(), "7y");
         assert_eq!(Period::Days(91).to_string(), "13w");
         assert!("0d".parse::<Period>().is_err());
-        assert!("12h".parse::<Period>().unwrap_err().contains("unknown unit"));
+        assert!(
+            "12h"
+                .parse::<Period>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!("soon".parse::<Period>().is_err());
     }
 
@@ -227,10 +232,16 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 1, 31, 3, 0, 0).unwrap(); // a Saturday
         let (tier, lock) = policy.decide(at);
         assert_eq!(tier, Tier::Daily);
-        assert_eq!(lock.retain_until, Utc.with_ymd_and_hms(2026, 3, 7, 3, 0, 0).unwrap());
+        assert_eq!(
+            lock.retain_until,
+            Utc.with_ymd_and_hms(2026, 3, 7, 3, 0, 0).unwrap()
+        );
         let (tier, lock) = policy.decide(Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap());
         assert_eq!(tier, Tier::Monthly);
-        assert_eq!(lock.retain_until, Utc.with_ymd_and_hms(2027, 4, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            lock.retain_until,
+            Utc.with_ymd_and_hms(2027, 4, 1, 0, 0, 0).unwrap()
+        );
         assert_eq!(lock.mode, LockMode::Compliance);
     }
 }

@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use tracing::Instrument;
 use chrono::Utc;
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::{Context, warn_about};
 use crate::cli::BackupArgs;
@@ -135,7 +135,11 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
 }
 
 /// Backs up one job: data object first, manifest last.
-pub async fn backup_job(store: &dyn Store, settings: &Settings, job: &Job) -> anyhow::Result<Manifest> {
+pub async fn backup_job(
+    store: &dyn Store,
+    settings: &Settings,
+    job: &Job,
+) -> anyhow::Result<Manifest> {
     let started_at = Utc::now();
     let backup_id = manifest::new_backup_id(started_at);
     let (tier, lock) = settings.retention.decide(started_at);
@@ -193,9 +197,15 @@ pub async fn backup_job(store: &dyn Store, settings: &Settings, job: &Job) -> an
     };
     let manifest_key = settings.layout.manifest_key(&job.name, &backup_id);
     store
-        .put(&manifest_key, PipeReader::from_bytes(manifest.to_bytes()), &opts)
+        .put(
+            &manifest_key,
+            PipeReader::from_bytes(manifest.to_bytes()),
+            &opts,
+        )
         .await
-        .with_context(|| format!("the data object {key} is stored but its manifest could not be written"))?;
+        .with_context(|| {
+            format!("the data object {key} is stored but its manifest could not be written")
+        })?;
     tracing::info!(parent: &span, %manifest_key, "committed");
     Ok(manifest)
 }

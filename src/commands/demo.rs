@@ -32,12 +32,21 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("    {table}: {n} rows");
     }
 
-    step(2, "an age identity for restores (the private key) and its recipient");
+    step(
+        2,
+        "an age identity for restores (the private key) and its recipient",
+    );
     let recipient = crypto::generate_identity_file(&key)?;
     println!("    identity (private, mode 0600): {}", key.display());
     println!("    recipient (public, goes in vault.toml): {recipient}");
 
-    step(3, &format!("a config with one job and a local vault: {}", config.display()));
+    step(
+        3,
+        &format!(
+            "a config with one job and a local vault: {}",
+            config.display()
+        ),
+    );
     fs::write(&config, demo_config(&recipient))?;
     let settings = Settings::load(&config)?;
     let ctx = Context {
@@ -51,7 +60,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     step(5, &format!("list: {cfg} list"));
     list::run(&ctx, &ListArgs { job: None }).await?;
 
-    step(6, &format!("verify without the key, then with it: {cfg} verify [--deep]"));
+    step(
+        6,
+        &format!("verify without the key, then with it: {cfg} verify [--deep]"),
+    );
     let verify_args = |deep| VerifyArgs {
         job: None,
         deep,
@@ -60,27 +72,35 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     verify::run(&ctx, &verify_args(false)).await?;
     verify::run(&ctx, &verify_args(true)).await?;
 
-    step(7, &format!(
-        "restore: {cfg} restore {JOB} --latest --output {}",
-        restored.display()
-    ));
+    step(
+        7,
+        &format!(
+            "restore: {cfg} restore {JOB} --latest --output {}",
+            restored.display()
+        ),
+    );
     fs::create_dir_all(restored.parent().expect("has a parent"))?;
-    restore::run(&ctx, &RestoreArgs {
-        job: JOB.into(),
-        stdout: None,
-        id: None,
-        latest: true,
-        before: None,
-        output: Some(restored.clone()),
-        to: None,
-        identity: None,
-        force: false,
-    })
+    restore::run(
+        &ctx,
+        &RestoreArgs {
+            job: JOB.into(),
+            stdout: None,
+            id: None,
+            latest: true,
+            before: None,
+            output: Some(restored.clone()),
+            to: None,
+            identity: None,
+            force: false,
+        },
+    )
     .await?;
 
     step(8, "compare the restored database with the original");
     compare(&db, &restored, &counts)?;
-    println!("    PRAGMA integrity_check: ok; every table has the same rows; the files are byte-identical");
+    println!(
+        "    PRAGMA integrity_check: ok; every table has the same rows; the files are byte-identical"
+    );
 
     println!(
         "\nEverything is in {dir}:\n  \
@@ -150,12 +170,12 @@ source = {{ kind = "sqlite", path = "app.db" }}
 }
 
 const FIRST: [&str; 12] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances",
-    "Dennis", "Radia", "Leslie",
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "Dennis",
+    "Radia", "Leslie",
 ];
 const LAST: [&str; 12] = [
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson",
-    "Allen", "Ritchie", "Perlman", "Lamport",
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen",
+    "Ritchie", "Perlman", "Lamport",
 ];
 const PRODUCTS: [(&str, i64); 8] = [
     ("Keyboard", 4900),
@@ -193,8 +213,16 @@ fn make_sample_db(path: &Path) -> anyhow::Result<Vec<(String, i64)>> {
             rusqlite::params![
                 id,
                 format!("{first} {last}"),
-                format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase()),
-                format!("2025-{:02}-{:02}", rng.gen_range(1..=12), rng.gen_range(1..=28)),
+                format!(
+                    "{}.{}{id}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                ),
+                format!(
+                    "2025-{:02}-{:02}",
+                    rng.gen_range(1..=12),
+                    rng.gen_range(1..=28)
+                ),
             ],
         )?;
     }
@@ -206,7 +234,13 @@ fn make_sample_db(path: &Path) -> anyhow::Result<Vec<(String, i64)>> {
                 rng.gen_range(1..=2000i64),
                 rng.gen_range(1..=PRODUCTS.len() as i64),
                 rng.gen_range(1..=5i64),
-                format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", rng.gen_range(1..=10), rng.gen_range(1..=28), rng.gen_range(0..24), rng.gen_range(0..60)),
+                format!(
+                    "2026-{:02}-{:02}T{:02}:{:02}:00Z",
+                    rng.gen_range(1..=10),
+                    rng.gen_range(1..=28),
+                    rng.gen_range(0..24),
+                    rng.gen_range(0..60)
+                ),
             ],
         )?;
     }
@@ -222,16 +256,23 @@ fn table_counts(conn: &rusqlite::Connection) -> anyhow::Result<Vec<(String, i64)
     tables
         .into_iter()
         .map(|t| {
-            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+            let n: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
             Ok((t, n))
         })
         .collect()
 }
 
 fn compare(original: &Path, restored: &Path, counts: &[(String, i64)]) -> anyhow::Result<()> {
-    let conn = rusqlite::Connection::open_with_flags(restored, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        restored,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-    ensure!(check == "ok", "integrity_check on the restored database says: {check}");
+    ensure!(
+        check == "ok",
+        "integrity_check on the restored database says: {check}"
+    );
     let restored_counts = table_counts(&conn)?;
     ensure!(
         restored_counts == counts,

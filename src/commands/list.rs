@@ -45,7 +45,15 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     } else if good.is_empty() && broken.is_empty() {
         println!("no backups yet in {}", store.describe());
     } else {
-        let mut table = Table::new(&["JOB", "BACKUP ID", "TIER", "DUMP", "STORED", "LOCKED UNTIL", "SOURCE"]);
+        let mut table = Table::new(&[
+            "JOB",
+            "BACKUP ID",
+            "TIER",
+            "DUMP",
+            "STORED",
+            "LOCKED UNTIL",
+            "SOURCE",
+        ]);
         for m in &good {
             table.row(vec![
                 m.job.clone(),
@@ -53,7 +61,11 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
                 m.retention.tier.to_string(),
                 human_bytes(m.plaintext.size),
                 human_bytes(m.data.size),
-                m.retention.lock.retain_until.format("%Y-%m-%d %H:%M").to_string(),
+                m.retention
+                    .lock
+                    .retain_until
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string(),
                 m.source.kind.clone(),
             ]);
         }
@@ -63,7 +75,9 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         eprintln!("error: {}", b.error);
     }
     if !broken.is_empty() {
-        return Err(Error::integrity(format!("{} manifest(s) could not be read", broken.len())).into());
+        return Err(
+            Error::integrity(format!("{} manifest(s) could not be read", broken.len())).into(),
+        );
     }
     Ok(())
 }

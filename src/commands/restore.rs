@@ -63,7 +63,10 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
         eprintln!("warning: skipping a broken manifest: {bad}");
     }
-    let good: Vec<&Manifest> = entries.iter().filter_map(|e| e.manifest.as_ref().ok()).collect();
+    let good: Vec<&Manifest> = entries
+        .iter()
+        .filter_map(|e| e.manifest.as_ref().ok())
+        .collect();
     let manifest = catalog::select(&args.job, &good, &selection)?.clone();
     if matches!(destination, Destination::Dir(_)) && manifest.source.kind != "files" {
         return Err(Error::config(format!(
@@ -77,7 +80,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let reader = store
         .get(&manifest.data.key, manifest.data.version_id.as_deref())
         .await
-        .with_context(|| format!("cannot read the data object of backup {}", manifest.backup_id))?;
+        .with_context(|| {
+            format!(
+                "cannot read the data object of backup {}",
+                manifest.backup_id
+            )
+        })?;
     let object = SyncIoBridge::new(reader);
     let m = manifest.clone();
     let where_to = tokio::task::spawn_blocking(move || match destination {
@@ -111,7 +119,10 @@ fn check_destination(destination: &Destination) -> anyhow::Result<()> {
     match destination {
         Destination::File { path, force } => {
             if path.is_dir() {
-                bail!(Error::config(format!("--output {} is a directory", path.display())));
+                bail!(Error::config(format!(
+                    "--output {} is a directory",
+                    path.display()
+                )));
             }
             if path.exists() && !force {
                 bail!(Error::config(format!(
@@ -169,7 +180,10 @@ fn partial_beside(path: &Path) -> anyhow::Result<Partial> {
         _ => PathBuf::from("."),
     };
     Ok(Partial {
-        path: parent.join(format!(".{name}.vault-partial-{:08x}", rand::random::<u32>())),
+        path: parent.join(format!(
+            ".{name}.vault-partial-{:08x}",
+            rand::random::<u32>()
+        )),
         keep: false,
     })
 }
@@ -230,7 +244,8 @@ fn to_dir(
     restored?;
     unpacked?;
     if dir.exists() {
-        fs::remove_dir(dir).with_context(|| format!("cannot replace the empty {}", dir.display()))?;
+        fs::remove_dir(dir)
+            .with_context(|| format!("cannot replace the empty {}", dir.display()))?;
     }
     fs::rename(&partial.path, dir)
         .with_context(|| format!("cannot move the restored tree to {}", dir.display()))?;
@@ -238,7 +253,11 @@ fn to_dir(
     Ok(dir.display().to_string())
 }
 
-fn to_stdout(object: impl Read, identities: &Identities, manifest: &Manifest) -> anyhow::Result<String> {
+fn to_stdout(
+    object: impl Read,
+    identities: &Identities,
+    manifest: &Manifest,
+) -> anyhow::Result<String> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(pipe::CHUNK, stdout.lock());
     pipeline::restore(object, identities, manifest, &mut out)

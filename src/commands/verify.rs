@@ -36,7 +36,10 @@ struct Checked {
 pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let identities = if args.deep {
-        Some(Arc::new(restorer_identities(args.identity.as_deref(), settings)?))
+        Some(Arc::new(restorer_identities(
+            args.identity.as_deref(),
+            settings,
+        )?))
     } else {
         None
     };
@@ -66,7 +69,10 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
                 backup_id: m.map(|m| m.backup_id.clone()),
                 size: m.map(|m| m.data.size),
                 ok: result.is_ok(),
-                code: result.as_ref().err().map_or(ExitCode::Success, exit_code_for),
+                code: result
+                    .as_ref()
+                    .err()
+                    .map_or(ExitCode::Success, exit_code_for),
                 error: result.err().map(|e| format!("{e:#}")),
             });
         }
@@ -98,21 +104,26 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
         for job in &empty_jobs {
             println!("{job}: no backups found");
         }
-        println!(
-            "{} backups checked, {} failed",
-            checked.len(),
-            failed.len()
-        );
+        println!("{} backups checked, {} failed", checked.len(), failed.len());
     }
 
     // The most serious finding decides the exit code: integrity beats everything.
-    let worst = [ExitCode::Integrity, ExitCode::Usage, ExitCode::AccessDenied, ExitCode::Failure]
-        .into_iter()
-        .find(|code| failed.iter().any(|c| c.code == *code));
+    let worst = [
+        ExitCode::Integrity,
+        ExitCode::Usage,
+        ExitCode::AccessDenied,
+        ExitCode::Failure,
+    ]
+    .into_iter()
+    .find(|code| failed.iter().any(|c| c.code == *code));
     match worst {
         Some(code) => Err(summary(
             code,
-            format!("{} of {} backups failed verification", failed.len(), checked.len()),
+            format!(
+                "{} of {} backups failed verification",
+                failed.len(),
+                checked.len()
+            ),
         )),
         None if !empty_jobs.is_empty() => Err(Error::not_found(format!(
             "no backups found for job `{}`",

@@ -48,7 +48,10 @@ pub fn open(
                 let excess = tail.len().saturating_sub(STDERR_TAIL);
                 tail.drain(..excess);
             }
-            (total, String::from_utf8_lossy(tail.make_contiguous()).into_owned())
+            (
+                total,
+                String::from_utf8_lossy(tail.make_contiguous()).into_owned(),
+            )
         })?;
     Ok(Box::new(CommandStream {
         program: program.clone(),

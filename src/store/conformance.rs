@@ -47,10 +47,18 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         .context("put small")?;
     ensure!(receipt.size == 5, "receipt size {} != 5", receipt.size);
     let v = receipt.version_id.as_deref();
-    ensure!(read_all(store, &small, v).await? == b"hello", "small object bytes differ");
+    ensure!(
+        read_all(store, &small, v).await? == b"hello",
+        "small object bytes differ"
+    );
     let meta = store.head(&small, v).await.context("head small")?;
     ensure!(meta.size == 5, "head size {} != 5", meta.size);
-    ensure!(meta.lock == Some(lock), "lock {:?} != {:?}", meta.lock, Some(lock));
+    ensure!(
+        meta.lock == Some(lock),
+        "lock {:?} != {:?}",
+        meta.lock,
+        Some(lock)
+    );
 
     // A multi-chunk streamed object round-trips.
     let big_data: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
@@ -59,7 +67,10 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         .put(&big, streamed(big_data.clone(), true), &opts)
         .await
         .context("put streamed")?;
-    ensure!(receipt.size == big_data.len() as u64, "streamed size differs");
+    ensure!(
+        receipt.size == big_data.len() as u64,
+        "streamed size differs"
+    );
     ensure!(
         read_all(store, &big, receipt.version_id.as_deref()).await? == big_data,
         "streamed object bytes differ"
@@ -72,7 +83,9 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         .await
         .context("put empty")?;
     ensure!(
-        read_all(store, &empty, receipt.version_id.as_deref()).await?.is_empty(),
+        read_all(store, &empty, receipt.version_id.as_deref())
+            .await?
+            .is_empty(),
         "empty object not empty"
     );
 
@@ -84,11 +97,16 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         matches!(again, Err(Error::AlreadyExists(_))),
         "overwrite was not refused: {again:?}"
     );
-    ensure!(read_all(store, &small, None).await? == b"hello", "overwrite changed the object");
+    ensure!(
+        read_all(store, &small, None).await? == b"hello",
+        "overwrite changed the object"
+    );
 
     // A stream cut short leaves nothing behind.
     let cut = key("cut");
-    let result = store.put(&cut, streamed(vec![7u8; 200_000], false), &opts).await;
+    let result = store
+        .put(&cut, streamed(vec![7u8; 200_000], false), &opts)
+        .await;
     ensure!(result.is_err(), "a stream cut short was stored");
     ensure!(
         matches!(store.head(&cut, None).await, Err(Error::NotFound(_))),
@@ -97,7 +115,10 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
 
     // Reading what is not there says so.
     ensure!(
-        matches!(store.get(&key("missing"), None).await, Err(Error::NotFound(_))),
+        matches!(
+            store.get(&key("missing"), None).await,
+            Err(Error::NotFound(_))
+        ),
         "missing object not reported as NotFound"
     );
 

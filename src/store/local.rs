@@ -35,8 +35,12 @@ impl LocalStore {
     /// Opens (creating if needed) a local vault at `root`.
     pub fn open(root: &Path) -> Result<LocalStore, Error> {
         for dir in [root.to_path_buf(), root.join(META_DIR).join("partial")] {
-            fs::create_dir_all(&dir)
-                .map_err(|e| Error::from_io(format!("cannot create vault directory {}", dir.display()), &e))?;
+            fs::create_dir_all(&dir).map_err(|e| {
+                Error::from_io(
+                    format!("cannot create vault directory {}", dir.display()),
+                    &e,
+                )
+            })?;
         }
         Ok(LocalStore {
             root: root.to_path_buf(),
@@ -58,7 +62,10 @@ impl LocalStore {
     }
 
     fn lock_path(&self, key: &str) -> PathBuf {
-        self.root.join(META_DIR).join("locks").join(format!("{key}.json"))
+        self.root
+            .join(META_DIR)
+            .join("locks")
+            .join(format!("{key}.json"))
     }
 
     fn read_lock(&self, key: &str) -> Option<Lock> {
@@ -173,7 +180,9 @@ impl Store for LocalStore {
                 .map_err(|e| io_err("cannot write", &e))?;
             size += chunk.len() as u64;
         }
-        file.sync_all().await.map_err(|e| io_err("cannot sync", &e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| io_err("cannot sync", &e))?;
         drop(file);
 
         let lock_path = self.lock_path(key);
@@ -181,7 +190,8 @@ impl Store for LocalStore {
         let key_owned = key.to_string();
         let lock = opts.lock;
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let io_err = |what: &str, e: &io::Error| Error::from_io(format!("{what} {key_owned}"), e);
+            let io_err =
+                |what: &str, e: &io::Error| Error::from_io(format!("{what} {key_owned}"), e);
             fs::set_permissions(&partial_path, fs::Permissions::from_mode(0o444))
                 .map_err(|e| io_err("cannot make read-only", &e))?;
             let parent = path.parent().unwrap_or(&root);
@@ -249,7 +259,12 @@ impl Store for LocalStore {
             let entries = match fs::read_dir(&path) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::from_io(format!("cannot list {}", path.display()), &e)),
+                Err(e) => {
+                    return Err(Error::from_io(
+                        format!("cannot list {}", path.display()),
+                        &e,
+                    ));
+                }
             };
             for entry in entries {
                 let entry = entry.map_err(|e| Error::from_io("cannot list the vault", &e))?;
@@ -287,7 +302,9 @@ mod tests {
     async fn local_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        super::super::conformance::run(&store, "conformance").await.unwrap();
+        super::super::conformance::run(&store, "conformance")
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -295,12 +312,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         store
-            .put("a/b", PipeReader::from_bytes(&b"x"[..]), &PutOptions::default())
+            .put(
+                "a/b",
+                PipeReader::from_bytes(&b"x"[..]),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
-        let mode = fs::metadata(dir.path().join("a/b")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("a/b"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o222, 0, "published objects are read-only");
-        let partials = fs::read_dir(dir.path().join(".vault/partial")).unwrap().count();
+        let partials = fs::read_dir(dir.path().join(".vault/partial"))
+            .unwrap()
+            .count();
         assert_eq!(partials, 0);
         assert!(store.path_of("../etc/passwd").is_err());
         assert!(store.path_of(".vault/locks/x").is_err());

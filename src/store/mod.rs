@@ -60,8 +60,12 @@ pub trait Store: Send + Sync {
     /// Writes a new object from `body`. The object becomes visible only if `body`
     /// ends cleanly; a stream cut short leaves nothing under `key`. Fails with
     /// [`Error::AlreadyExists`] rather than replace an existing object.
-    async fn put(&self, key: &str, body: PipeReader, opts: &PutOptions)
-    -> Result<PutReceipt, Error>;
+    async fn put(
+        &self,
+        key: &str,
+        body: PipeReader,
+        opts: &PutOptions,
+    ) -> Result<PutReceipt, Error>;
 
     /// Reads an object, a given version of it when `version_id` is set.
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<ObjectReader, Error>;
@@ -129,6 +133,10 @@ mod tests {
             Target::Local("/etc/vault/vault-data".into())
         );
         assert!(Target::parse("file://rel", base).is_err());
-        assert!(Target::parse("gopher://x", base).unwrap_err().contains("gopher"));
+        assert!(
+            Target::parse("gopher://x", base)
+                .unwrap_err()
+                .contains("gopher")
+        );
     }
 }
