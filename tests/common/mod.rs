@@ -178,7 +178,7 @@ pub fn write_mixed(path: &Path, size: u64, seed: u64) {
     let mut block = 0u64;
     while written < size {
         let n = (size - written).min(64 * 1024) as usize;
-        if block % 2 == 0 {
+        if block.is_multiple_of(2) {
             // Vary the text a little so blocks are not exact repeats.
             text[0] = b'0' + (block % 10) as u8;
             f.write_all(&text[..n]).unwrap();
