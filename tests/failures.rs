@@ -257,7 +257,7 @@ fn an_interrupted_backup_leaves_no_manifest_and_no_partial_file() {
         "[[job]]\nname = \"slow\"\nsource = { kind = \"command\", command = [\"sh\", \"-c\", \
          \"head -c 40000000 /dev/urandom; sleep 30; echo never\"] }\n",
     );
-    let mut child = w
+    let child = w
         .command(&["backup"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
