@@ -1,0 +1,72 @@
+//! Acceptance: README's quick-start command works verbatim on a clean clone.
+//!
+//! The command is taken from README.md (the block after `<!-- quickstart -->`), run in
+//! a fresh `git clone` of this repository, and must complete the demo's round trip.
+
+use std::path::Path;
+use std::process::Command;
+
+fn quickstart_command(readme: &str) -> String {
+    let after = readme
+        .split("<!-- quickstart -->")
+        .nth(1)
+        .expect("README.md has a <!-- quickstart --> marker");
+    let block = after
+        .split("```")
+        .nth(1)
+        .expect("a code block follows the marker");
+    let command: Vec<&str> = block
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        command.len(),
+        1,
+        "the quick start is one command: {command:?}"
+    );
+    command[0].trim().to_string()
+}
+
+#[test]
+fn readme_quick_start_works_on_a_clean_clone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let command = quickstart_command(&readme);
+    assert!(command.contains("demo"), "{command}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let clone = tmp.path().join("vault");
+    let status = Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(root)
+        .arg(&clone)
+        .status()
+        .expect("git is installed (scripts/test installs it)");
+    assert!(status.success(), "git clone failed");
+
+    // A target dir of its own (kept between runs) so the build does not contend with
+    // the test build; the clone itself is pristine.
+    let out = Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(&clone)
+        .env("CARGO_TARGET_DIR", root.join("target").join("quickstart"))
+        .env_remove("VAULT_CONFIG")
+        .env_remove("VAULT_AGE_IDENTITY_FILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "`{command}` failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("byte-identical"), "{stdout}");
+    let demo = clone.join("vault-demo");
+    for file in ["app.db", "vault.toml", "restore-key.txt", "restored/app.db"] {
+        assert!(
+            demo.join(file).exists(),
+            "{file} missing from the demo directory"
+        );
+    }
+}
