@@ -290,6 +290,7 @@ impl Settings {
 
         let target = Target::parse(&file.vault.target, &base)
             .map_err(|e| bad(format!("[vault] target: {e}")))?;
+        validate_prefix(&file.vault.prefix).map_err(|e| bad(format!("[vault] prefix: {e}")))?;
 
         let mut recipients = file
             .encryption
@@ -418,6 +419,30 @@ impl Settings {
                 }
             ))
         })
+    }
+}
+
+/// The prefix is the first key components: `a/b`, no empty, `.` or `..` parts.
+fn validate_prefix(prefix: &str) -> Result<(), String> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let ok = trimmed.split('/').all(|part| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && !part.starts_with(".vault")
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{prefix}` is not a valid prefix (path parts of a-z A-Z 0-9 - _ ., no empty, . or .. parts)"
+        ))
     }
 }
 
@@ -587,6 +612,12 @@ source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" 
             .unwrap_err()
             .to_string();
         assert!(err.contains("twice"), "{err}");
+        for prefix in ["a/../b", "a//b", ".vault"] {
+            let text = format!("[vault]\ntarget = \"/v\"\nprefix = \"{prefix}\"\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("prefix"), "{prefix}: {err}");
+        }
+        assert!(parse("[vault]\ntarget = \"/v\"\nprefix = \"/acme/prod/\"\n").is_ok());
         let err =
             parse("[vault]\ntarget = \"file:///v\"\n[encryption]\nrecipients = [\"age1bogus\"]\n")
                 .unwrap_err()

@@ -1,5 +1,6 @@
 //! The `vault` binary: parse, set up logging, run, map the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Parser;
@@ -18,6 +19,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -85,14 +85,6 @@ impl Period {
         };
         later.unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
-
-    /// Whole days the period spans at least (for comparing against caps).
-    pub fn min_days(self) -> u32 {
-        match self {
-            Period::Days(n) => n,
-            Period::Months(n) => n.saturating_mul(28),
-        }
-    }
 }
 
 impl FromStr for Period {

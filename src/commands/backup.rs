@@ -21,7 +21,7 @@ use crate::pipe::PipeReader;
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::report::human_bytes;
-use crate::store::{self, PutOptions, Store};
+use crate::store::{self, PutOptions, Role, Store};
 
 #[derive(Serialize)]
 struct JobResult {
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
         .into());
     }
 
-    let store = store::open(&settings.target)?;
+    let store = store::open(&settings.target, Role::Writer)?;
     warn_about(store.as_ref());
 
     let mut results = Vec::new();

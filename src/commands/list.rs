@@ -8,7 +8,7 @@ use crate::cli::ListArgs;
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::report::{Table, human_bytes};
-use crate::store;
+use crate::store::{self, Role};
 
 #[derive(Serialize)]
 struct Broken {
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         Some(job) => vec![job.clone()],
         None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
     };
-    let store = store::open(&settings.target)?;
+    let store = store::open(&settings.target, Role::Verifier)?;
     warn_about(store.as_ref());
 
     let mut good: Vec<Manifest> = Vec::new();

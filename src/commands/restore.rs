@@ -29,7 +29,7 @@ use crate::pipe;
 use crate::pipeline;
 use crate::report::human_bytes;
 use crate::source;
-use crate::store;
+use crate::store::{self, Role};
 
 enum Destination {
     File { path: PathBuf, force: bool },
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         (None, None) => Selection::Latest,
     };
 
-    let store = store::open(&settings.target)?;
+    let store = store::open(&settings.target, Role::Restorer)?;
     warn_about(store.as_ref());
     let entries = catalog::entries(store.as_ref(), &settings.layout, &args.job).await?;
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {

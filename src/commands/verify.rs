@@ -18,7 +18,7 @@ use crate::error::{Error, ExitCode, exit_code_for, summary};
 use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::report::{Table, human_bytes};
-use crate::store::{self, Store};
+use crate::store::{self, Role, Store};
 
 #[derive(Serialize)]
 struct Checked {
@@ -47,7 +47,12 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
         Some(job) => vec![job.clone()],
         None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
     };
-    let store = store::open(&settings.target)?;
+    let role = if args.deep {
+        Role::Restorer
+    } else {
+        Role::Verifier
+    };
+    let store = store::open(&settings.target, role)?;
     warn_about(store.as_ref());
 
     let mut checked = Vec::new();

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
-use super::{ObjectMeta, ObjectReader, PutOptions, PutReceipt, Store};
+use super::{ObjectMeta, ObjectReader, PutOptions, PutReceipt, Role, Store};
 use crate::error::Error;
 use crate::pipe::PipeReader;
 use crate::retention::Lock;
@@ -32,8 +32,20 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Opens (creating if needed) a local vault at `root`.
-    pub fn open(root: &Path) -> Result<LocalStore, Error> {
+    /// Opens a local vault at `root`. The writer creates it if needed; readers need it
+    /// to exist (a mistyped target must not look like an empty vault).
+    pub fn open(root: &Path, role: Role) -> Result<LocalStore, Error> {
+        if role != Role::Writer {
+            if !root.is_dir() {
+                return Err(Error::not_found(format!(
+                    "the vault directory {} does not exist (check [vault] target)",
+                    root.display()
+                )));
+            }
+            return Ok(LocalStore {
+                root: root.to_path_buf(),
+            });
+        }
         for dir in [root.to_path_buf(), root.join(META_DIR).join("partial")] {
             fs::create_dir_all(&dir).map_err(|e| {
                 Error::from_io(
@@ -301,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn local_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(dir.path(), Role::Writer).unwrap();
         super::super::conformance::run(&store, "conformance")
             .await
             .unwrap();
@@ -310,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn objects_are_read_only_and_partials_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(dir.path(), Role::Writer).unwrap();
         store
             .put(
                 "a/b",

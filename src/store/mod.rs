@@ -77,10 +77,32 @@ pub trait Store: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
 }
 
-/// Opens the store for a validated target.
-pub fn open(target: &Target) -> Result<Box<dyn Store>, Error> {
+/// Who is asking: each command opens the store as exactly one of the three
+/// identities, and gets only that identity's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `backup`: may write new objects, nothing else.
+    Writer,
+    /// `list`, `verify`: may read and list, never write.
+    Verifier,
+    /// `restore`, `verify --deep`: may read and list, never write.
+    Restorer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Verifier => "verifier",
+            Role::Restorer => "restorer",
+        }
+    }
+}
+
+/// Opens the store for a validated target, as `role`.
+pub fn open(target: &Target, role: Role) -> Result<Box<dyn Store>, Error> {
     match target {
-        Target::Local(root) => Ok(Box::new(local::LocalStore::open(root)?)),
+        Target::Local(root) => Ok(Box::new(local::LocalStore::open(root, role)?)),
     }
 }
 
