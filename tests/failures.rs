@@ -304,7 +304,11 @@ fn an_interrupted_backup_leaves_no_manifest_and_no_partial_file() {
 fn read_commands_do_not_create_a_missing_vault() {
     let w = World::new();
     w.config("[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \".\" }\n");
-    for args in [&["list"][..], &["verify"], &["restore", "a", "--output", "x"]] {
+    for args in [
+        &["list"][..],
+        &["verify"],
+        &["restore", "a", "--output", "x"],
+    ] {
         let out = w.vault(args);
         assert_eq!(code(&out), EXIT_MISSING, "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));

@@ -328,3 +328,56 @@ fn stock_age_zstd_and_b3sum_read_what_vault_wrote() {
         m["compression"]["size"].to_string()
     );
 }
+
+#[test]
+fn a_file_growing_during_a_files_backup_keeps_the_archive_valid() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let w = World::new();
+    let tree = w.path("tree");
+    fs::create_dir(&tree).unwrap();
+    // Big files first in name order, so the log is archived while it is appended to.
+    write_mixed(&tree.join("a-payload"), 64 << 20, 5);
+    let log = tree.join("b-app.log");
+    fs::write(&log, "start\n").unwrap();
+    w.config("[[job]]\nname = \"tree\"\nsource = { kind = \"files\", path = \"tree\" }\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                writeln!(f, "line {n} {}", "x".repeat(200)).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let out = w.vault(&["backup"]);
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("grew while it was archived"),
+        "{}",
+        stderr(&out)
+    );
+
+    let to = w.path("restored");
+    w.ok(&["restore", "tree", "--to", to.to_str().unwrap()]);
+    let (kept, full) = (
+        fs::read(to.join("b-app.log")).unwrap(),
+        fs::read(&log).unwrap(),
+    );
+    assert!(
+        full.starts_with(&kept),
+        "the restored log is a prefix of the live one"
+    );
+    assert_eq!(
+        file_hash(&to.join("a-payload")),
+        file_hash(&tree.join("a-payload"))
+    );
+}
