@@ -124,6 +124,21 @@ pub fn summary(code: ExitCode, message: String) -> anyhow::Error {
     }
 }
 
+/// Of several failures, the code that matters most: integrity problems first, then
+/// configuration, access, plain failures, and missing backups last.
+pub fn worst(codes: impl IntoIterator<Item = ExitCode>) -> Option<ExitCode> {
+    let codes: Vec<ExitCode> = codes.into_iter().collect();
+    [
+        ExitCode::Integrity,
+        ExitCode::Usage,
+        ExitCode::AccessDenied,
+        ExitCode::Failure,
+        ExitCode::Missing,
+    ]
+    .into_iter()
+    .find(|c| codes.contains(c))
+}
+
 /// The exit code for any error: the first typed [`Error`] in its chain decides,
 /// everything else is a plain failure.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {

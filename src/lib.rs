@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod retention;
+pub mod signal;
 pub mod source;
 pub mod store;
 

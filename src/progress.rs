@@ -3,9 +3,9 @@
 //! Stages bump a shared counter; a ticker task redraws one line every half second.
 //! Scripts and service managers (no terminal) see nothing.
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::report::human_bytes;
@@ -55,5 +55,24 @@ impl Drop for Progress {
             t.abort();
             eprint!("\r\x1b[K");
         }
+    }
+}
+
+/// A reader that adds what it reads to a progress counter and fails once `cancel` is
+/// set, so a blocking stage notices an interrupt at its next read.
+pub struct Tracked<R> {
+    pub inner: R,
+    pub counter: Arc<AtomicU64>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other("interrupted"));
+        }
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }

@@ -315,3 +315,54 @@ fn read_commands_do_not_create_a_missing_vault() {
     }
     assert!(!w.vault_dir().exists());
 }
+
+#[test]
+fn an_interrupted_restore_leaves_nothing_behind() {
+    let (w, _) = backed_up_world(256 << 20);
+    let out_dir = w.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("restored.bin");
+    let child = w
+        .command(&["restore", "db", "--output", target.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while fs::read_dir(&out_dir).unwrap().next().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "restore never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), EXIT_INTERRUPTED, "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGTERM"), "{}", stderr(&out));
+    let left: Vec<_> = fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "an interrupted restore left {left:?}");
+}
+
+#[test]
+fn an_edited_manifest_fails_list_and_verify_with_the_integrity_code() {
+    let (w, m) = backed_up_world(100);
+    let manifest = w.vault_dir().join(format!(
+        "db/manifests/{}.json",
+        m["backup_id"].as_str().unwrap()
+    ));
+    // Edited manifest: an integrity failure.
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&manifest, "{ not json").unwrap();
+    let out = w.vault(&["list"]);
+    assert_eq!(code(&out), EXIT_INTEGRITY, "{}", stderr(&out));
+    let out = w.vault(&["verify"]);
+    assert_eq!(code(&out), EXIT_INTEGRITY, "{}", stderr(&out));
+}

@@ -21,6 +21,7 @@ use crate::pipe::PipeReader;
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::report::human_bytes;
+use crate::signal::interrupted;
 use crate::store::{self, PutOptions, Role, Store};
 
 #[derive(Serialize)]
@@ -222,20 +223,4 @@ fn print_done(m: &Manifest, took: std::time::Duration) {
         m.retention.lock.mode.as_str(),
         took.as_secs_f64()
     );
-}
-
-/// Resolves when SIGINT or SIGTERM arrives, naming it.
-pub async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    match term {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
 }

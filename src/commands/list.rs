@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Context, warn_about};
 use crate::catalog;
 use crate::cli::ListArgs;
-use crate::error::Error;
+use crate::error::{ExitCode, summary, worst};
 use crate::manifest::Manifest;
 use crate::report::{Table, human_bytes};
 use crate::store::{self, Role};
@@ -14,6 +14,8 @@ use crate::store::{self, Role};
 struct Broken {
     key: String,
     error: String,
+    #[serde(skip)]
+    code: ExitCode,
 }
 
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
@@ -35,6 +37,7 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
                 Err(e) => broken.push(Broken {
                     key: entry.key,
                     error: e.to_string(),
+                    code: e.exit_code(),
                 }),
             }
         }
@@ -74,10 +77,11 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     for b in &broken {
         eprintln!("error: {}", b.error);
     }
-    if !broken.is_empty() {
-        return Err(
-            Error::integrity(format!("{} manifest(s) could not be read", broken.len())).into(),
-        );
+    if let Some(code) = worst(broken.iter().map(|b| b.code)) {
+        return Err(summary(
+            code,
+            format!("{} manifest(s) could not be read", broken.len()),
+        ));
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
@@ -27,7 +29,9 @@ use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::pipe;
 use crate::pipeline;
+use crate::progress::{Progress, Tracked};
 use crate::report::human_bytes;
+use crate::signal::interrupted;
 use crate::source;
 use crate::store::{self, Role};
 
@@ -86,14 +90,36 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
                 manifest.backup_id
             )
         })?;
-    let object = SyncIoBridge::new(reader);
+    let progress = Progress::start(
+        format!("restoring {}", manifest.job),
+        Some(manifest.data.size),
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    let object = Tracked {
+        inner: SyncIoBridge::new(reader),
+        counter: progress.counter(),
+        cancel: cancel.clone(),
+    };
     let m = manifest.clone();
-    let where_to = tokio::task::spawn_blocking(move || match destination {
+    let mut task = tokio::task::spawn_blocking(move || match destination {
         Destination::File { path, force } => to_file(object, &identities, &m, &path, force),
         Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
         Destination::Stdout => to_stdout(object, &identities, &m),
-    })
-    .await??;
+    });
+    let where_to = tokio::select! {
+        done = &mut task => done??,
+        signal = interrupted() => {
+            // Make the restore fail at its next read, and wait for it so that its
+            // temporary file or directory is removed before we exit.
+            cancel.store(true, Ordering::Relaxed);
+            let _ = task.await;
+            return Err(Error::Interrupted(format!(
+                "{signal} received: the restore was abandoned and nothing was put in place"
+            ))
+            .into());
+        }
+    };
+    drop(progress);
 
     let line = format!(
         "restored {} backup {} ({}) to {where_to}: ciphertext and plaintext blake3 verified, {:.1}s",

@@ -6,6 +6,7 @@
 //! hash is checked too; nothing is written anywhere.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 use tokio_util::io::SyncIoBridge;
@@ -14,9 +15,10 @@ use super::{Context, restorer_identities, warn_about};
 use crate::catalog;
 use crate::cli::VerifyArgs;
 use crate::crypto::Identities;
-use crate::error::{Error, ExitCode, exit_code_for, summary};
+use crate::error::{Error, ExitCode, exit_code_for, summary, worst};
 use crate::manifest::Manifest;
 use crate::pipeline;
+use crate::progress::{Progress, Tracked};
 use crate::report::{Table, human_bytes};
 use crate::store::{self, Role, Store};
 
@@ -55,6 +57,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     let store = store::open(&settings.target, role)?;
     warn_about(store.as_ref());
 
+    let progress = Progress::start("verifying".into(), None);
     let mut checked = Vec::new();
     let mut empty_jobs = Vec::new();
     for job in &jobs {
@@ -63,16 +66,20 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
             empty_jobs.push(job.clone());
         }
         for entry in entries {
-            let result = match &entry.manifest {
-                Ok(m) => check_one(store.as_ref(), m, identities.clone()).await,
-                Err(e) => Err(Error::integrity(e).into()),
+            let (backup_id, size, result) = match entry.manifest {
+                Ok(m) => {
+                    let result =
+                        check_one(store.as_ref(), &m, identities.clone(), progress.counter()).await;
+                    (Some(m.backup_id), Some(m.data.size), result)
+                }
+                // A manifest that cannot be read keeps its own kind of failure.
+                Err(e) => (None, None, Err(anyhow::Error::new(e))),
             };
-            let m = entry.manifest.as_ref().ok();
             checked.push(Checked {
                 job: job.clone(),
-                key: entry.key.clone(),
-                backup_id: m.map(|m| m.backup_id.clone()),
-                size: m.map(|m| m.data.size),
+                key: entry.key,
+                backup_id,
+                size,
                 ok: result.is_ok(),
                 code: result
                     .as_ref()
@@ -83,6 +90,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
         }
     }
 
+    drop(progress);
     let failed: Vec<&Checked> = checked.iter().filter(|c| !c.ok).collect();
     if ctx.json {
         crate::report::print_json(&serde_json::json!({
@@ -113,14 +121,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     }
 
     // The most serious finding decides the exit code: integrity beats everything.
-    let worst = [
-        ExitCode::Integrity,
-        ExitCode::Usage,
-        ExitCode::AccessDenied,
-        ExitCode::Failure,
-    ]
-    .into_iter()
-    .find(|code| failed.iter().any(|c| c.code == *code));
+    let worst = worst(failed.iter().map(|c| c.code));
     match worst {
         Some(code) => Err(summary(
             code,
@@ -143,6 +144,7 @@ async fn check_one(
     store: &dyn Store,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
+    counter: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let reader = store
         .get(&manifest.data.key, manifest.data.version_id.as_deref())
@@ -154,7 +156,11 @@ async fn check_one(
             )),
             other => other,
         })?;
-    let object = SyncIoBridge::new(reader);
+    let object = Tracked {
+        inner: SyncIoBridge::new(reader),
+        counter,
+        cancel: Arc::default(),
+    };
     let manifest = manifest.clone();
     tokio::task::spawn_blocking(move || match identities {
         None => pipeline::verify_ciphertext(object, &manifest),
