@@ -23,6 +23,7 @@ pub struct Cli {
         short = 'c',
         global = true,
         env = "VAULT_CONFIG",
+        hide_env_values = true,
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,

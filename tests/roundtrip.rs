@@ -57,6 +57,16 @@ fn command_source_round_trips_every_size() {
             "{job}: restored bytes differ"
         );
     }
+    // `list --json` shows every backup with its manifest; the table names them too.
+    let listed: serde_json::Value = serde_json::from_str(&w.ok(&["list", "--json"])).unwrap();
+    let backups = listed["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), SIZES.len());
+    assert!(backups.iter().all(|b| b["format"] == "vault-manifest"));
+    let table = w.ok(&["list", "cmd-1m"]);
+    assert!(
+        table.contains("cmd-1m") && !table.contains("cmd-1b"),
+        "{table}"
+    );
     // Mixed data really was mixed: it compressed, but not to nothing.
     let big = &w.manifests("cmd-256m")[0];
     let (plain, stored) = (
