@@ -157,6 +157,28 @@ impl PipeReader {
         }
     }
 
+    /// Writes every chunk straight into `out` until the clean end (no intermediate
+    /// buffer: one copy fewer than `io::copy`). Blocking; for threads.
+    pub fn copy_into(&mut self, out: &mut impl Write) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let chunk = if self.current.is_empty() {
+                if self.ended {
+                    return Ok(total);
+                }
+                let msg = self.rx.blocking_recv();
+                match self.accept(msg)? {
+                    Some(chunk) => chunk,
+                    None => return Ok(total),
+                }
+            } else {
+                std::mem::take(&mut self.current)
+            };
+            out.write_all(&chunk)?;
+            total += chunk.len() as u64;
+        }
+    }
+
     /// A reader that yields `data` and then ends cleanly (for small objects).
     pub fn from_bytes(data: impl Into<Bytes>) -> Self {
         let (tx, rx) = mpsc::channel(2);
@@ -207,6 +229,25 @@ mod tests {
         r.read_to_end(&mut out).unwrap();
         t.join().unwrap();
         assert_eq!(out, b"hello world");
+    }
+
+    #[test]
+    fn copy_into_moves_every_chunk_and_fails_on_a_cut() {
+        let (mut w, mut r) = pipe(4, 2);
+        let t = std::thread::spawn(move || {
+            w.write_all(b"0123456789").unwrap();
+            w.finish().unwrap();
+        });
+        let mut first = [0u8; 3];
+        r.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(r.copy_into(&mut rest).unwrap(), 7);
+        t.join().unwrap();
+        assert_eq!([&first[..], &rest].concat(), b"0123456789");
+
+        let (mut w, mut r) = pipe(4, 2);
+        std::thread::spawn(move || w.write_all(b"abcdef").unwrap());
+        assert!(r.copy_into(&mut Vec::new()).is_err());
     }
 
     #[test]

@@ -160,7 +160,7 @@ fn encrypt_stage(
         age::Encryptor::with_recipients(recipients.iter().map(|r| &r.key as &dyn age::Recipient))
             .map_err(|e| anyhow!("cannot set up age encryption: {e}"))?;
     let mut writer = encryptor.wrap_output(HashingWriter::new(out))?;
-    copy_large(&mut input, &mut writer)?;
+    input.copy_into(&mut writer)?;
     let (out, ciphertext) = writer
         .finish()
         .context("age could not finish")?

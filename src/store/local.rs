@@ -27,6 +27,9 @@ use crate::retention::Lock;
 /// Vault's own bookkeeping inside the root; never a valid object key.
 const META_DIR: &str = ".vault";
 
+/// Bytes written between background writeback requests.
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
 pub struct LocalStore {
     root: PathBuf,
 }
@@ -182,6 +185,8 @@ impl Store for LocalStore {
             .await
             .map_err(|e| io_err("cannot create partial file for", &e))?;
         let mut size = 0u64;
+        let mut unsynced = 0u64;
+        let mut writeback: Option<tokio::task::JoinHandle<io::Result<()>>> = None;
         while let Some(chunk) = body
             .next_chunk()
             .await
@@ -191,6 +196,23 @@ impl Store for LocalStore {
                 .await
                 .map_err(|e| io_err("cannot write", &e))?;
             size += chunk.len() as u64;
+            unsynced += chunk.len() as u64;
+            // Start writeback as we go, in the background, so that the final sync does
+            // not wait for the whole object to reach the disk at once.
+            if unsynced >= WRITEBACK_EVERY && writeback.as_ref().is_none_or(|h| h.is_finished()) {
+                file.flush().await.map_err(|e| io_err("cannot write", &e))?;
+                let handle = file
+                    .try_clone()
+                    .await
+                    .map_err(|e| io_err("cannot sync", &e))?
+                    .into_std()
+                    .await;
+                writeback = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+                unsynced = 0;
+            }
+        }
+        if let Some(pending) = writeback {
+            let _ = pending.await;
         }
         file.sync_all()
             .await
