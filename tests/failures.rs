@@ -266,28 +266,16 @@ fn an_interrupted_backup_leaves_no_manifest_and_no_partial_file() {
     // Wait until the partial file has data, then stop the backup as systemd would.
     let partial = w.vault_dir().join(".vault/partial");
     let started = Instant::now();
-    loop {
-        let size: u64 = fs::read_dir(&partial)
-            .map(|rd| rd.map(|e| e.unwrap().metadata().unwrap().len()).sum())
-            .unwrap_or(0);
-        if size > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "backup never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    wait_until("the backup writes", || {
+        fs::read_dir(&partial)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().metadata().unwrap().len())
+                    .sum::<u64>()
+                    > 0
+            })
+            .unwrap_or(false)
+    });
+    let out = sigterm(child);
     let err = stderr(&out);
     assert_eq!(code(&out), EXIT_INTERRUPTED, "{err}");
     assert!(err.contains("SIGTERM") && err.contains("slow"), "{err}");
@@ -328,23 +316,10 @@ fn an_interrupted_restore_leaves_nothing_behind() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while fs::read_dir(&out_dir).unwrap().next().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "restore never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    wait_until("the restore writes", || {
+        fs::read_dir(&out_dir).unwrap().next().is_some()
+    });
+    let out = sigterm(child);
     assert_eq!(code(&out), EXIT_INTERRUPTED, "{}", stderr(&out));
     assert!(stderr(&out).contains("SIGTERM"), "{}", stderr(&out));
     let left: Vec<_> = fs::read_dir(&out_dir).unwrap().collect();

@@ -234,3 +234,23 @@ pub fn require_tool(name: &str) {
         "`{name}` is not installed: run scripts/test, which installs it"
     );
 }
+
+/// Polls `ready` until it holds; fails after 30 s naming `what`.
+pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Sends SIGTERM to `child` (as systemd or Kubernetes would) and collects its output.
+pub fn sigterm(child: std::process::Child) -> Output {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    child.wait_with_output().unwrap()
+}
