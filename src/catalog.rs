@@ -18,7 +18,8 @@ pub struct Entry {
     pub manifest: Result<Manifest, Error>,
 }
 
-/// Reads every manifest of `job`, oldest first. A manifest that cannot be read or
+/// Reads every manifest of `job`, oldest first (`Store::list` sorts by key, and ids
+/// sort by time). A manifest that cannot be read or
 /// does not belong where it lies is returned as an error entry, not skipped.
 pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Vec<Entry>, Error> {
     let mut out = Vec::new();
@@ -43,7 +44,6 @@ pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Ve
             manifest,
         });
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
 

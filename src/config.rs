@@ -405,6 +405,15 @@ impl Settings {
         })
     }
 
+    /// The jobs a reading command looks at: `only`, or every configured job. A named
+    /// job need not be configured: one removed from the config may still have backups.
+    pub fn job_names(&self, only: Option<&str>) -> Vec<String> {
+        match only {
+            Some(job) => vec![job.to_string()],
+            None => self.jobs.iter().map(|j| j.name.clone()).collect(),
+        }
+    }
+
     /// The named job, or an error listing the jobs that exist.
     pub fn job(&self, name: &str) -> Result<&Job, Error> {
         self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {

@@ -130,9 +130,20 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
+/// Which side of a [`copy_large`] failed. Callers tell them apart: a read error is
+/// the data's (or the source's) fault, a write error the destination's.
+#[derive(Debug)]
+pub enum CopyError {
+    Read { after: u64, error: io::Error },
+    Write(io::Error),
+}
+
 /// Copies `reader` into `writer` with a large buffer; returns the bytes copied.
 /// (`std::io::copy` uses 8 KiB for generic readers, too small for GB/s stages.)
-pub fn copy_large(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<u64> {
+pub fn copy_large(
+    reader: &mut (impl Read + ?Sized),
+    writer: &mut (impl Write + ?Sized),
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -140,9 +151,14 @@ pub fn copy_large(reader: &mut impl Read, writer: &mut impl Write) -> io::Result
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(error) => {
+                return Err(CopyError::Read {
+                    after: total,
+                    error,
+                });
+            }
         };
-        writer.write_all(&buf[..n])?;
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
     }
 }

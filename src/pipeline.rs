@@ -22,16 +22,17 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, anyhow};
 
 use crate::config::{Compression, SourceConfig};
 use crate::crypto::{Identities, Recipient};
-use crate::digest::{CountingWriter, Digest, HashingReader, HashingWriter, copy_large};
+use crate::digest::{CopyError, CountingWriter, Digest, HashingReader, HashingWriter, copy_large};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::pipe::{self, PipeReader, PipeWriter};
+use crate::progress::Tracked;
 use crate::source;
 use crate::store::{PutOptions, Store};
 
@@ -63,7 +64,7 @@ pub async fn backup(
     let (cipher_tx, cipher_rx) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
 
     let compress = tokio::task::spawn_blocking(move || {
-        compress_stage(&source, compressed_tx, compression, &progress)
+        compress_stage(&source, compressed_tx, compression, progress)
     });
     let encrypt =
         tokio::task::spawn_blocking(move || encrypt_stage(compressed_rx, cipher_tx, &recipients));
@@ -112,10 +113,14 @@ fn compress_stage(
     source: &SourceConfig,
     out: PipeWriter,
     compression: Compression,
-    progress: &AtomicU64,
+    progress: Arc<AtomicU64>,
 ) -> anyhow::Result<(Digest, u64)> {
     let dump = source::open(source).context("the source failed to start")?;
-    let mut input = HashingReader::new(dump);
+    let mut input = HashingReader::new(Tracked {
+        inner: dump,
+        counter: progress,
+        cancel: Arc::default(),
+    });
     let plaintext = input.digest();
     let mut encoder = zstd::stream::write::Encoder::new(
         CountingWriter {
@@ -131,20 +136,19 @@ fn compress_stage(
     encoder.multithread(threads)?;
     encoder.include_checksum(true)?;
 
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(anyhow::Error::new(e).context("the source failed while reading")),
-        };
-        encoder.write_all(&buf[..n])?;
-        progress.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    copy_large(&mut input, &mut encoder).map_err(|e| match e {
+        CopyError::Read { error, .. } => {
+            anyhow::Error::new(error).context("the source failed while reading")
+        }
+        CopyError::Write(error) => anyhow::Error::new(error).context("zstd failed"),
+    })?;
     // End of file is not success: the source must say it completed before the stream
     // to the store may end.
-    input.into_inner().finish().context("the source failed")?;
+    input
+        .into_inner()
+        .inner
+        .finish()
+        .context("the source failed")?;
     let counted = encoder.finish().context("zstd could not finish")?;
     let compressed = counted.count;
     counted.inner.finish()?;
@@ -200,24 +204,15 @@ pub fn restore(
     let mut plaintext = HashingReader::new(decoder);
     let plain_digest = plaintext.digest();
 
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut at = 0u64;
-    loop {
-        let n = match plaintext.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::integrity(format!(
-                    "{key}: decryption or decompression failed after {at} bytes: {e}"
-                ))
-                .into());
-            }
-        };
-        sink.write_all(&buf[..n])
-            .context("cannot write the restored data")?;
-        at += n as u64;
-    }
+    copy_large(&mut plaintext, sink).map_err(|e| match e {
+        CopyError::Read { after, error } => Error::integrity(format!(
+            "{key}: decryption or decompression failed after {after} bytes: {error}"
+        ))
+        .into(),
+        CopyError::Write(error) => {
+            anyhow::Error::new(error).context("cannot write the restored data")
+        }
+    })?;
     check(
         key,
         "ciphertext",
@@ -240,8 +235,11 @@ pub fn restore(
 pub fn verify_ciphertext(object: impl Read, manifest: &Manifest) -> anyhow::Result<()> {
     let mut reader = HashingReader::new(object);
     let digest = reader.digest();
-    copy_large(&mut reader, &mut io::sink())
-        .with_context(|| format!("cannot read {}", manifest.data.key))?;
+    if let Err(CopyError::Read { error, .. } | CopyError::Write(error)) =
+        copy_large(&mut reader, &mut io::sink())
+    {
+        return Err(anyhow::Error::new(error).context(format!("cannot read {}", manifest.data.key)));
+    }
     check(
         &manifest.data.key,
         "ciphertext",

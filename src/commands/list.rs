@@ -20,11 +20,7 @@ struct Broken {
 
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
-    let jobs: Vec<String> = match &args.job {
-        // A job removed from the config may still have backups: list it anyway.
-        Some(job) => vec![job.clone()],
-        None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
-    };
+    let jobs = settings.job_names(args.job.as_deref());
     let store = store::open(&settings.target, Role::Verifier)?;
     warn_about(store.as_ref());
 

@@ -45,10 +45,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let jobs: Vec<String> = match &args.job {
-        Some(job) => vec![job.clone()],
-        None => settings.jobs.iter().map(|j| j.name.clone()).collect(),
-    };
+    let jobs = settings.job_names(args.job.as_deref());
     let role = if args.deep {
         Role::Restorer
     } else {
@@ -121,8 +118,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     }
 
     // The most serious finding decides the exit code: integrity beats everything.
-    let worst = worst(failed.iter().map(|c| c.code));
-    match worst {
+    match worst(failed.iter().map(|c| c.code)) {
         Some(code) => Err(summary(
             code,
             format!(
