@@ -18,12 +18,14 @@ pub struct Entry {
     pub manifest: Result<Manifest, Error>,
 }
 
-/// Reads every manifest of `job`, oldest first (`Store::list` sorts by key, and ids
-/// sort by time). A manifest that cannot be read or
-/// does not belong where it lies is returned as an error entry, not skipped.
+/// Reads every manifest of `job`, oldest first (keys come sorted, and ids sort by
+/// time), each at the version vault wrote: a manifest replaced or hidden by a delete
+/// marker is still found and read as written (`verify` reports the tampering). A
+/// manifest that cannot be read or does not belong where it lies is returned as an
+/// error entry, not skipped.
 pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Vec<Entry>, Error> {
     let mut out = Vec::new();
-    for object in store.list(&layout.manifests_prefix(job)).await? {
+    for object in store.list_originals(&layout.manifests_prefix(job)).await? {
         let Some(id) = layout.backup_id_of(job, &object.key) else {
             continue;
         };

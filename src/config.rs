@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::crypto::{self, Recipient};
 use crate::error::Error;
 use crate::manifest::Layout;
-use crate::retention::{LockMode, Period, Policy};
+use crate::retention::{LockMode, LockSource, Period, Policy};
 use crate::store::Target;
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,13 @@ struct VaultSection {
     target: String,
     #[serde(default)]
     prefix: String,
+    // S3 targets only.
+    region: Option<String>,
+    endpoint: Option<String>,
+    path_style: Option<bool>,
+    part_size: Option<String>,
+    upload_concurrency: Option<usize>,
+    conditional_writes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +80,9 @@ impl Default for CompressionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetentionSection {
+    #[serde(default)]
+    lock: LockSource,
+    bucket_default: Option<Period>,
     #[serde(default)]
     mode: LockMode,
     daily: Option<Period>,
@@ -290,6 +300,7 @@ impl Settings {
 
         let target = Target::parse(&file.vault.target, &base)
             .map_err(|e| bad(format!("[vault] target: {e}")))?;
+        let target = s3_options(target, &file.vault).map_err(|e| bad(format!("[vault] {e}")))?;
         validate_prefix(&file.vault.prefix).map_err(|e| bad(format!("[vault] prefix: {e}")))?;
 
         let mut recipients = file
@@ -312,15 +323,8 @@ impl Settings {
             )));
         }
 
-        let r = &file.retention;
-        let defaults = Policy::default();
-        let retention = Policy {
-            mode: r.mode,
-            daily: r.daily.unwrap_or(defaults.daily),
-            weekly: r.weekly.unwrap_or(defaults.weekly),
-            monthly: r.monthly.unwrap_or(defaults.monthly),
-            yearly: r.yearly.unwrap_or(defaults.yearly),
-        };
+        let retention =
+            retention_policy(&file.retention).map_err(|e| bad(format!("[retention] {e}")))?;
 
         let mut ids = file.identities;
         ids.writer.validate("writer", &base)?;
@@ -428,6 +432,79 @@ impl Settings {
                 }
             ))
         })
+    }
+}
+
+fn retention_policy(r: &RetentionSection) -> Result<Policy, String> {
+    let defaults = Policy::default();
+    match r.lock {
+        LockSource::PerObject => {
+            if r.bucket_default.is_some() {
+                return Err("bucket_default is only read with lock = \"bucket-default\"".into());
+            }
+            Ok(Policy {
+                source: r.lock,
+                mode: r.mode,
+                daily: r.daily.unwrap_or(defaults.daily),
+                weekly: r.weekly.unwrap_or(defaults.weekly),
+                monthly: r.monthly.unwrap_or(defaults.monthly),
+                yearly: r.yearly.unwrap_or(defaults.yearly),
+            })
+        }
+        LockSource::BucketDefault => {
+            if r.daily.is_some() || r.weekly.is_some() || r.monthly.is_some() || r.yearly.is_some()
+            {
+                return Err(
+                    "with lock = \"bucket-default\" every backup gets the bucket's \
+                            default retention: remove daily/weekly/monthly/yearly and set \
+                            bucket_default to the bucket's default retention period"
+                        .into(),
+                );
+            }
+            let period = r.bucket_default.ok_or(
+                "lock = \"bucket-default\" needs bucket_default: the bucket's default \
+                 retention period (e.g. \"35d\"), recorded in every manifest",
+            )?;
+            Ok(Policy {
+                source: r.lock,
+                mode: r.mode,
+                daily: period,
+                weekly: period,
+                monthly: period,
+                yearly: period,
+            })
+        }
+    }
+}
+
+/// Applies the S3-only `[vault]` keys to an S3 target; refuses them for other targets.
+fn s3_options(target: Target, v: &VaultSection) -> Result<Target, String> {
+    let given: Vec<&str> = [
+        ("region", v.region.is_some()),
+        ("endpoint", v.endpoint.is_some()),
+        ("path_style", v.path_style.is_some()),
+        ("part_size", v.part_size.is_some()),
+        ("upload_concurrency", v.upload_concurrency.is_some()),
+        ("conditional_writes", v.conditional_writes.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    match target {
+        Target::S3(mut s3) => {
+            s3.apply(
+                v.region.clone(),
+                v.endpoint.clone(),
+                v.path_style,
+                v.part_size.as_deref(),
+                v.upload_concurrency,
+                v.conditional_writes,
+            )?;
+            Ok(Target::S3(s3))
+        }
+        other if given.is_empty() => Ok(other),
+        _ => Err(format!("{} only apply to s3:// targets", given.join(", "))),
     }
 }
 

@@ -51,13 +51,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings: Settings::load(&config_path(cli.config.clone()))?,
         json: cli.json,
     };
-    match &cli.command {
+    let outcome = match &cli.command {
         Command::Backup(args) => commands::backup::run(&ctx, args).await,
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Restore(args) => commands::restore::run(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
         Command::Keygen(_) | Command::Demo(_) => unreachable!("handled above"),
-    }
+    };
+    // An abandoned upload's abort, spawned when its future was dropped.
+    store::cleanup::drain(std::time::Duration::from_secs(10)).await;
+    outcome
 }
 
 /// `--config`/`VAULT_CONFIG`, else `./vault.toml` if present, else `/etc/vault/vault.toml`.

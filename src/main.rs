@@ -8,9 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = vault::cli::Cli::parse();
+    // The cloud SDK's own warnings (e.g. each failed credential refresh) repeat what
+    // vault's error says; they show with -vv or VAULT_LOG.
     let default = match cli.verbose {
-        0 => "warn",
-        1 => "vault=info,warn",
+        0 => "warn,aws_config=error",
+        1 => "vault=info,warn,aws_config=error",
         _ => "vault=debug,info",
     };
     tracing_subscriber::fmt()

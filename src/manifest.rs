@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::retention::{Lock, Tier};
+use crate::retention::{Lock, LockSource, Tier};
 
 /// The value of the `format` field of every manifest.
 pub const FORMAT: &str = "vault-manifest";
@@ -74,6 +74,11 @@ pub struct Retention {
     pub tier: Tier,
     #[serde(flatten)]
     pub lock: Lock,
+    /// Who set the lock: vault's headers, or the bucket's default retention (then
+    /// `retain_until` is what the configured default gives; the store's own clock
+    /// decides the exact instant).
+    #[serde(default)]
+    pub applied_by: LockSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +280,7 @@ mod tests {
                     mode: crate::retention::LockMode::Compliance,
                     retain_until: at,
                 },
+                applied_by: LockSource::PerObject,
             },
             tool: Tool::this(),
         };

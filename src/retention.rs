@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::SubsecRound as _;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
@@ -140,9 +141,32 @@ pub struct Lock {
     pub retain_until: DateTime<Utc>,
 }
 
+/// Who puts the lock on a new object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockSource {
+    /// vault sends the mode and retain-until with every write, from the backup's tier.
+    /// The writer needs `s3:PutObjectRetention` as well as `s3:PutObject`.
+    #[default]
+    PerObject,
+    /// vault sends no lock headers; the bucket's default retention applies, one length
+    /// for every backup. The writer needs `s3:PutObject` alone.
+    BucketDefault,
+}
+
+impl LockSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockSource::PerObject => "per-object",
+            LockSource::BucketDefault => "bucket-default",
+        }
+    }
+}
+
 /// Validated retention settings: a mode and one period per tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    pub source: LockSource,
     pub mode: LockMode,
     pub daily: Period,
     pub weekly: Period,
@@ -153,6 +177,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            source: LockSource::PerObject,
             mode: LockMode::Compliance,
             daily: Period::Days(35),
             weekly: Period::Days(91),
@@ -172,9 +197,20 @@ impl Policy {
         }
     }
 
-    /// Tier and lock for a backup started at `at`.
+    /// The lock vault sends with a write: `None` when the bucket default applies.
+    pub fn lock_to_send(&self, lock: Lock) -> Option<Lock> {
+        match self.source {
+            LockSource::PerObject => Some(lock),
+            LockSource::BucketDefault => None,
+        }
+    }
+
+    /// Tier and lock for a backup started at `at`. In bucket-default mode every tier
+    /// has the one period configured as the bucket's default (kept in `daily`).
     pub fn decide(&self, at: DateTime<Utc>) -> (Tier, Lock) {
         let tier = Tier::for_date(at.date_naive());
+        // Whole seconds: the precision S3 keeps for a retain-until date.
+        let at = at.trunc_subsecs(0);
         let lock = Lock {
             mode: self.mode,
             retain_until: self.period(tier).after(at),

@@ -67,7 +67,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
         .into());
     }
 
-    let store = store::open(&settings.target, Role::Writer)?;
+    let store = store::open(settings, Role::Writer).await?;
     warn_about(store.as_ref());
 
     let mut results = Vec::new();
@@ -151,7 +151,9 @@ pub async fn backup_job(
     let span = tracing::info_span!("backup", job = %job.name, id = %backup_id);
     tracing::info!(parent: &span, %key, %tier, "starting");
 
-    let opts = PutOptions { lock: Some(lock) };
+    let opts = PutOptions {
+        lock: settings.retention.lock_to_send(lock),
+    };
     let progress = Progress::start(format!("backing up {}", job.name), None);
     let written = pipeline::backup(
         store,
@@ -193,7 +195,11 @@ pub async fn backup_job(
             algorithm: "age-v1-x25519".into(),
             recipients: job.recipients.iter().map(|r| r.text.clone()).collect(),
         },
-        retention: manifest::Retention { tier, lock },
+        retention: manifest::Retention {
+            tier,
+            lock,
+            applied_by: settings.retention.source,
+        },
         tool: manifest::Tool::this(),
     };
     let manifest_key = settings.layout.manifest_key(&job.name, &backup_id);

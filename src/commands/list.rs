@@ -21,7 +21,7 @@ struct Broken {
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let jobs = settings.job_names(args.job.as_deref());
-    let store = store::open(&settings.target, Role::Verifier)?;
+    let store = store::open(settings, Role::Verifier).await?;
     warn_about(store.as_ref());
 
     let mut good: Vec<Manifest> = Vec::new();

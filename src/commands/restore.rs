@@ -61,7 +61,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         (None, None) => Selection::Latest,
     };
 
-    let store = store::open(&settings.target, Role::Restorer)?;
+    let store = store::open(settings, Role::Restorer).await?;
     warn_about(store.as_ref());
     let entries = catalog::entries(store.as_ref(), &settings.layout, &args.job).await?;
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {

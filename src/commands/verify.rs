@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
     } else {
         Role::Verifier
     };
-    let store = store::open(&settings.target, role)?;
+    let store = store::open(settings, role).await?;
     warn_about(store.as_ref());
 
     let progress = Progress::start("verifying".into(), None);
@@ -65,8 +65,14 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
         for entry in entries {
             let (backup_id, size, result) = match entry.manifest {
                 Ok(m) => {
-                    let result =
+                    let hashed =
                         check_one(store.as_ref(), &m, identities.clone(), progress.counter()).await;
+                    let untouched = check_versions(store.as_ref(), &entry.key, &m).await;
+                    let result = match (hashed, untouched) {
+                        (Ok(()), Ok(())) => Ok(()),
+                        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+                        (Err(a), Err(b)) => Err(a.context(format!("{b:#}"))),
+                    };
                     (Some(m.backup_id), Some(m.data.size), result)
                 }
                 // A manifest that cannot be read keeps its own kind of failure.
@@ -133,6 +139,49 @@ pub async fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<()> {
         ))
         .into()),
         None => Ok(()),
+    }
+}
+
+/// vault writes every key exactly once: another version or a delete marker on a
+/// backup's data or manifest key means someone else wrote or deleted there. Restore
+/// still reads the manifest's version; this reports the tampering.
+async fn check_versions(
+    store: &dyn Store,
+    manifest_key: &str,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let mut findings = Vec::new();
+    for (what, key) in [
+        ("data", manifest.data.key.as_str()),
+        ("manifest", manifest_key),
+    ] {
+        let versions = store.versions(key).await?;
+        let markers = versions.iter().filter(|v| v.delete_marker).count();
+        let objects = versions.len() - markers;
+        if markers > 0 {
+            findings.push(format!(
+                "{what} key {key} has {markers} delete marker{}",
+                if markers == 1 { "" } else { "s" }
+            ));
+        }
+        if objects > 1 {
+            findings.push(format!(
+                "{what} key {key} has {objects} versions (vault writes one)"
+            ));
+        }
+        if what == "data"
+            && let Some(id) = &manifest.data.version_id
+            && !versions.iter().any(|v| v.version_id.as_ref() == Some(id))
+        {
+            findings.push(format!(
+                "the recorded version {id} of {key} is not in the bucket"
+            ));
+        }
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::integrity(format!("tampering: {}", findings.join("; "))).into())
     }
 }
 

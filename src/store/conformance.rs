@@ -60,6 +60,13 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         Some(lock)
     );
 
+    // A key written once has exactly one version.
+    let versions = store.versions(&small).await.context("versions small")?;
+    ensure!(
+        versions.len() == 1 && !versions[0].delete_marker && versions[0].version_id.as_deref() == v,
+        "versions of a key written once: {versions:?}"
+    );
+
     // A multi-chunk streamed object round-trips.
     let big_data: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     let big = key("big");
@@ -113,6 +120,28 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         "a stream cut short left an object"
     );
 
+    // Larger than one upload part (S3: 8 MiB parts at the smallest): whole, or nothing.
+    let large_data: Vec<u8> = (0..20 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
+    let large = key("large");
+    let receipt = store
+        .put(&large, streamed(large_data.clone(), true), &opts)
+        .await
+        .context("put large")?;
+    ensure!(
+        receipt.size == large_data.len() as u64
+            && read_all(store, &large, receipt.version_id.as_deref()).await? == large_data,
+        "large object differs"
+    );
+    let large_cut = key("large-cut");
+    let result = store
+        .put(&large_cut, streamed(large_data, false), &opts)
+        .await;
+    ensure!(result.is_err(), "a large stream cut short was stored");
+    ensure!(
+        matches!(store.head(&large_cut, None).await, Err(Error::NotFound(_))),
+        "a large stream cut short left an object"
+    );
+
     // Reading what is not there says so.
     ensure!(
         matches!(
@@ -131,8 +160,16 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
         .map(|m| m.key)
         .collect();
     ensure!(
-        listed == vec![big.clone(), empty.clone(), small.clone()],
+        listed == vec![big.clone(), empty.clone(), large.clone(), small.clone()],
         "list gave {listed:?}"
+    );
+    let originals = store
+        .list_originals(&format!("{prefix}/"))
+        .await
+        .context("list_originals")?;
+    ensure!(
+        originals.iter().map(|m| &m.key).eq(listed.iter()),
+        "list_originals gave {originals:?}"
     );
     let none = store.list(&format!("{prefix}-other/")).await?;
     ensure!(none.is_empty(), "list leaked outside its prefix: {none:?}");

@@ -6,8 +6,11 @@
 //! path that removes a backup. Retries, rate limits and logging belong in wrappers
 //! around a store, not inside one. [`conformance`] is the suite every store passes.
 
+pub mod cleanup;
 pub mod conformance;
 pub mod local;
+pub mod retry;
+pub mod s3;
 
 use std::path::PathBuf;
 
@@ -47,6 +50,17 @@ pub struct ObjectMeta {
     pub modified: Option<DateTime<Utc>>,
 }
 
+/// One stored version of a key, or a delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub version_id: Option<String>,
+    /// The version a plain (unversioned) read returns.
+    pub latest: bool,
+    pub delete_marker: bool,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// A short human description, e.g. `local directory /var/lib/vault`.
@@ -75,6 +89,28 @@ pub trait Store: Send + Sync {
 
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
+
+    /// Every key under `prefix` that ever held an object, described at the version
+    /// first written there, sorted by key. vault writes each key once, so that version
+    /// is vault's: a later version or a delete marker (someone else's) neither replaces
+    /// nor hides it. A store without versions answers like [`Store::list`].
+    async fn list_originals(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        self.list(prefix).await
+    }
+
+    /// Every version and delete marker of exactly `key`. vault writes each key once,
+    /// so more than one entry means someone else wrote or deleted there. A store
+    /// without versions answers with the one object it has.
+    async fn versions(&self, key: &str) -> Result<Vec<VersionInfo>, Error> {
+        let meta = self.head(key, None).await?;
+        Ok(vec![VersionInfo {
+            version_id: meta.version_id,
+            latest: true,
+            delete_marker: false,
+            size: meta.size,
+            modified: meta.modified,
+        }])
+    }
 }
 
 /// Who is asking: each command opens the store as exactly one of the three
@@ -99,10 +135,19 @@ impl Role {
     }
 }
 
-/// Opens the store for a validated target, as `role`.
-pub fn open(target: &Target, role: Role) -> Result<Box<dyn Store>, Error> {
-    match target {
+/// Opens the configured store as `role`, with that role's identity and no other.
+pub async fn open(settings: &crate::config::Settings, role: Role) -> Result<Box<dyn Store>, Error> {
+    match &settings.target {
         Target::Local(root) => Ok(Box::new(local::LocalStore::open(root, role)?)),
+        Target::S3(target) => {
+            let ids = &settings.identities;
+            let identity = match role {
+                Role::Writer => &ids.writer,
+                Role::Verifier => &ids.verifier,
+                Role::Restorer => &ids.restorer,
+            };
+            Ok(Box::new(s3::S3Store::open(target, identity, role).await?))
+        }
     }
 }
 
@@ -111,6 +156,8 @@ pub fn open(target: &Target, role: Role) -> Result<Box<dyn Store>, Error> {
 pub enum Target {
     /// A directory: `file:///srv/vault` or a plain path.
     Local(PathBuf),
+    /// An S3 bucket (with Object Lock): `s3://bucket/prefix`.
+    S3(s3::S3Target),
 }
 
 impl Target {
@@ -125,10 +172,13 @@ impl Target {
             }
             return Ok(Target::Local(PathBuf::from(path)));
         }
+        if value.starts_with("s3://") {
+            return s3::S3Target::parse(value).map(Target::S3);
+        }
         if let Some((scheme, _)) = value.split_once("://") {
             return Err(format!(
                 "`{value}`: the `{scheme}://` scheme is not supported by this build \
-                 (use file:///path or a directory path)"
+                 (use s3://bucket/prefix, file:///path or a directory path)"
             ));
         }
         if value.is_empty() {

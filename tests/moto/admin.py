@@ -82,7 +82,7 @@ def load_policy(path: str, variables: dict[str, str]) -> str:
     return text
 
 
-def create_user(args: argparse.Namespace) -> dict:
+def load_policies(args: argparse.Namespace) -> dict[str, str]:
     variables = {}
     for item in args.var:
         name, sep, value = item.partition("=")
@@ -95,7 +95,29 @@ def create_user(args: argparse.Namespace) -> dict:
         if name in policies:
             raise Failure(f"two policies named {name!r}; policy names come from file stems")
         policies[name] = load_policy(path, variables)
+    return policies
 
+
+def create_role(args: argparse.Namespace) -> dict:
+    """A role with inline policies, assumable by anyone in the account (moto does not
+    evaluate trust policies; the test only needs STS to hand out its credentials)."""
+    policies = load_policies(args)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"Federated": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"},
+        ],
+    }
+    iam = client(args, "iam")
+    role = iam.create_role(RoleName=args.name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    for name, document in policies.items():
+        iam.put_role_policy(RoleName=args.name, PolicyName=name, PolicyDocument=document)
+    return {"arn": role["Arn"]}
+
+
+def create_user(args: argparse.Namespace) -> dict:
+    policies = load_policies(args)
     iam = client(args, "iam")
     iam.create_user(UserName=args.name)
     for name, document in policies.items():
@@ -123,6 +145,12 @@ def main() -> int:
     user.add_argument("--policy", action="append", required=True, metavar="FILE")
     user.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
     user.set_defaults(run=create_user)
+
+    role = commands.add_parser("create-role", help="IAM role with inline policies")
+    role.add_argument("name")
+    role.add_argument("--policy", action="append", required=True, metavar="FILE")
+    role.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    role.set_defaults(run=create_role)
 
     args = parser.parse_args()
     for option, value in (

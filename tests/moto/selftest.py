@@ -420,6 +420,31 @@ def list_parts_root(c: Ctx) -> None:
     expect(seen and b"<ListPartsResult" in seen[0], f"ListParts root element: {seen[:1]}")
 
 
+@check("web-identity-is-unsigned")
+def web_identity(c: Ctx) -> None:
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    iam = c.iam
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Federated": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"}]}
+    arn = iam.create_role(RoleName="web-identity", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    sts = boto3.client("sts", endpoint_url=c.endpoint, region_name="us-east-1",
+                       config=Config(signature_version=UNSIGNED))
+    creds = sts.assume_role_with_web_identity(RoleArn=arn, RoleSessionName="pod", WebIdentityToken="token")
+    expect(creds["Credentials"]["AccessKeyId"], "no credentials for a web identity")
+    # Other STS calls still need a signature.
+    from botocore.exceptions import ClientError
+
+    try:
+        sts.assume_role(RoleArn=arn, RoleSessionName="unsigned")
+        status = 200
+    except ClientError as e:
+        status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+    expect(status == 403, f"unsigned AssumeRole answered {status}")
+
+
 @check("retention-change-rules")
 def retention_rules(c: Ctx) -> None:
     t = now().replace(microsecond=0)

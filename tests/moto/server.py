@@ -238,6 +238,28 @@ def _():
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_and_authorize_action
 
 
+@patch("web-identity-is-unsigned")
+def _():
+    # moto demands a signature on every call once authentication is on, so
+    # AssumeRoleWithWebIdentity (which a Kubernetes pod makes with nothing but its
+    # service-account token) fails with InvalidClientTokenId.
+    # AWS: AssumeRoleWithWebIdentity and AssumeRoleWithSAML are unsigned calls; the
+    # token (or assertion) is the credential. moto does not check the token itself.
+    orig = original(
+        ActionAuthenticatorMixin,
+        "_authenticate_and_authorize_action",
+        ("self", "iam_request_cls", "resource"),
+    )
+    token_calls = {"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"}
+
+    def _authenticate_and_authorize_action(self, iam_request_cls, resource="*"):
+        if getattr(self, "service_name", None) == "sts" and self._get_action() in token_calls:
+            return None
+        return orig(self, iam_request_cls, resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_and_authorize_action
+
+
 @patch("error-status-codes")
 def _():
     # moto answers S3 error codes its service model lacks with HTTP 400.
