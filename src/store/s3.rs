@@ -36,6 +36,17 @@ use crate::retention::{Lock, LockMode};
 
 pub mod auth;
 
+/// One S3 request through the retry wrapper: `$build` makes the request afresh for
+/// every attempt, and a failure is classified for `$role`. Evaluates to the future.
+macro_rules! send {
+    ($retry:expr, $role:expr, $what:expr, $build:expr) => {
+        $retry.run($what, || {
+            let req = $build;
+            async { req.send().await.map_err(|e| classify($what, $role, e)) }
+        })
+    };
+}
+
 const MIB: u64 = 1 << 20;
 /// S3's limits.
 const MAX_PARTS: u32 = 10_000;
@@ -226,22 +237,21 @@ impl S3Store {
     ) -> Result<PutReceipt, Error> {
         let size = data.len() as u64;
         let what = format!("PutObject {}", self.url(full));
-        let out = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .put_object()
-                    .bucket(&self.target.bucket)
-                    .key(full)
-                    .body(ByteStream::from(data.clone()))
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()))
-                    .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
-                    .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let out = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .put_object()
+                .bucket(&self.target.bucket)
+                .key(full)
+                .body(ByteStream::from(data.clone()))
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()))
+                .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
+                .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)))
+        )
+        .await?;
         Ok(PutReceipt {
             version_id: out.version_id,
             size,
@@ -257,20 +267,19 @@ impl S3Store {
     ) -> Result<PutReceipt, Error> {
         let bucket = &self.target.bucket;
         let what = format!("CreateMultipartUpload {}", self.url(full));
-        let created = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(bucket)
-                    .key(full)
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
-                    .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let created = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(full)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
+                .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)))
+        )
+        .await?;
         let upload_id = created.upload_id.ok_or_else(|| Error::Store {
             message: format!("{what}: the response carried no upload id"),
             retryable: false,
@@ -337,20 +346,19 @@ impl S3Store {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(done))
             .build();
-        let out = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(bucket)
-                    .key(full)
-                    .upload_id(&upload_id)
-                    .multipart_upload(completed.clone())
-                    .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let out = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .multipart_upload(completed.clone())
+                .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()))
+        )
+        .await?;
         guard.armed = false;
         Ok(PutReceipt {
             version_id: out.version_id,
@@ -373,21 +381,20 @@ struct PartContext {
 impl PartContext {
     async fn upload(&self, number: u32, data: Bytes) -> Result<CompletedPart, Error> {
         let what = format!("UploadPart {} part {number}", self.url);
-        let out = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .upload_id(&self.upload_id)
-                    .part_number(number as i32)
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .body(ByteStream::from(data.clone()));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let out = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .part_number(number as i32)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(ByteStream::from(data.clone()))
+        )
+        .await?;
         Ok(CompletedPart::builder()
             .part_number(number as i32)
             .set_e_tag(out.e_tag)
@@ -449,16 +456,17 @@ impl Drop for AbortGuard {
         super::cleanup::spawn(async move {
             let url = format!("s3://{bucket}/{key}");
             let what = format!("AbortMultipartUpload {url}");
-            let result = retry
-                .run(&what, || {
-                    let req = client
-                        .abort_multipart_upload()
-                        .bucket(&bucket)
-                        .key(&key)
-                        .upload_id(&upload_id);
-                    async { req.send().await.map_err(|e| classify(&what, role, e)) }
-                })
-                .await;
+            let result = send!(
+                retry,
+                role,
+                &what,
+                client
+                    .abort_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+            )
+            .await;
             match result {
                 Ok(_) => tracing::info!("aborted the incomplete upload of {url}"),
                 Err(e) => tracing::warn!(
@@ -573,36 +581,34 @@ impl Store for S3Store {
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<ObjectReader, Error> {
         let full = self.full_key(key);
         let what = format!("GetObject {}", self.url(&full));
-        let out = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .get_object()
-                    .bucket(&self.target.bucket)
-                    .key(&full)
-                    .set_version_id(version_id.map(str::to_string));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let out = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .get_object()
+                .bucket(&self.target.bucket)
+                .key(&full)
+                .set_version_id(version_id.map(str::to_string))
+        )
+        .await?;
         Ok(Box::new(out.body.into_async_read()))
     }
 
     async fn head(&self, key: &str, version_id: Option<&str>) -> Result<ObjectMeta, Error> {
         let full = self.full_key(key);
         let what = format!("HeadObject {}", self.url(&full));
-        let out = self
-            .retry
-            .run(&what, || {
-                let req = self
-                    .client
-                    .head_object()
-                    .bucket(&self.target.bucket)
-                    .key(&full)
-                    .set_version_id(version_id.map(str::to_string));
-                async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-            })
-            .await?;
+        let out = send!(
+            self.retry,
+            self.role,
+            &what,
+            self.client
+                .head_object()
+                .bucket(&self.target.bucket)
+                .key(&full)
+                .set_version_id(version_id.map(str::to_string))
+        )
+        .await?;
         let lock = match (out.object_lock_mode, out.object_lock_retain_until_date) {
             (Some(mode), Some(until)) => Some(Lock {
                 mode: match mode {
@@ -628,18 +634,17 @@ impl Store for S3Store {
         let mut token: Option<String> = None;
         let mut out = Vec::new();
         loop {
-            let page = self
-                .retry
-                .run(&what, || {
-                    let req = self
-                        .client
-                        .list_objects_v2()
-                        .bucket(&self.target.bucket)
-                        .prefix(&full)
-                        .set_continuation_token(token.clone());
-                    async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-                })
-                .await?;
+            let page = send!(
+                self.retry,
+                self.role,
+                &what,
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.target.bucket)
+                    .prefix(&full)
+                    .set_continuation_token(token.clone())
+            )
+            .await?;
             for obj in page.contents.unwrap_or_default() {
                 let Some(key) = obj.key.as_deref().and_then(|k| self.relative(k)) else {
                     continue;
@@ -712,19 +717,18 @@ impl S3Store {
         let mut markers: (Option<String>, Option<String>) = (None, None);
         let mut out = Vec::new();
         loop {
-            let page = self
-                .retry
-                .run(&what, || {
-                    let req = self
-                        .client
-                        .list_object_versions()
-                        .bucket(&self.target.bucket)
-                        .prefix(full)
-                        .set_key_marker(markers.0.clone())
-                        .set_version_id_marker(markers.1.clone());
-                    async { req.send().await.map_err(|e| classify(&what, self.role, e)) }
-                })
-                .await?;
+            let page = send!(
+                self.retry,
+                self.role,
+                &what,
+                self.client
+                    .list_object_versions()
+                    .bucket(&self.target.bucket)
+                    .prefix(full)
+                    .set_key_marker(markers.0.clone())
+                    .set_version_id_marker(markers.1.clone())
+            )
+            .await?;
             let mut found = Vec::new();
             for v in page.versions.unwrap_or_default() {
                 let Some(key) = v.key else { continue };
@@ -823,19 +827,23 @@ where
     match (code.as_deref(), status) {
         (
             Some(
-                "AccessDenied"
-                | "InvalidAccessKeyId"
+                "InvalidAccessKeyId"
                 | "SignatureDoesNotMatch"
                 | "ExpiredToken"
                 | "InvalidToken"
-                | "AllAccessDisabled",
+                | "TokenRefreshRequired",
             ),
             _,
-        )
-        | (_, Some(401 | 403)) => Error::AccessDenied(format!(
-            "{message} — the {} identity is not allowed to do this",
+        ) => Error::AccessDenied(format!(
+            "{message} — the {} identity's credentials were not accepted",
             role.as_str()
         )),
+        (Some("AccessDenied" | "AllAccessDisabled"), _) | (_, Some(401 | 403)) => {
+            Error::AccessDenied(format!(
+                "{message} — the {} identity is not allowed to do this",
+                role.as_str()
+            ))
+        }
         (Some("PreconditionFailed"), _) | (_, Some(412)) => Error::AlreadyExists(format!(
             "{message} — the key already exists and vault never replaces an object"
         )),

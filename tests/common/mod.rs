@@ -91,15 +91,7 @@ impl World {
 
     /// Runs vault and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.vault(args);
-        assert!(
-            out.status.success(),
-            "vault {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.vault(args))
     }
 
     /// The manifests of `job` as parsed JSON, oldest first.
@@ -143,6 +135,18 @@ impl World {
         self.vault_dir()
             .join(manifest["data"]["key"].as_str().unwrap())
     }
+}
+
+/// Insists that `vault ARGS` succeeded; returns its stdout.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "vault {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn stderr(out: &Output) -> String {

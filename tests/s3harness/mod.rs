@@ -314,15 +314,7 @@ impl S3World {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.vault(args);
-        assert!(
-            out.status.success(),
-            "vault {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::common::succeeded(args, self.vault(args))
     }
 
     /// Every key in the bucket (admin view), sorted.
