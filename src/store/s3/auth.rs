@@ -14,9 +14,22 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use aws_sdk_s3::config::SharedHttpClient;
+use aws_smithy_http_client::tls;
+
 use crate::config::Identity;
 use crate::error::Error;
 use crate::store::Role;
+
+/// The HTTPS client of every AWS call: rustls with ring, trusting the platform's root
+/// certificates.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
 
 /// The SDK configuration for `identity`, with the SDK's own retries off (vault retries
 /// in one place, see `store::retry`).
@@ -36,7 +49,9 @@ pub async fn sdk_config(
         .clone()
         .unwrap_or_else(|| format!("vault-{name}"));
 
+    let http = http_client();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http.clone())
         .region(Region::new(region.clone()))
         .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(profile) = &identity.profile {
@@ -51,7 +66,8 @@ pub async fn sdk_config(
         let provider = WebIdentityTokenCredentialsProvider::builder()
             .configure(
                 &aws_config::provider_config::ProviderConfig::default()
-                    .with_region(Some(Region::new(region.clone()))),
+                    .with_region(Some(Region::new(region.clone())))
+                    .with_http_client(http),
             )
             .static_configuration(StaticConfiguration {
                 web_identity_token_file: token_file.clone(),
