@@ -54,8 +54,6 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
     pub version_id: Option<String>,
-    /// The version a plain (unversioned) read returns.
-    pub latest: bool,
     pub delete_marker: bool,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
@@ -105,7 +103,6 @@ pub trait Store: Send + Sync {
         let meta = self.head(key, None).await?;
         Ok(vec![VersionInfo {
             version_id: meta.version_id,
-            latest: true,
             delete_marker: false,
             size: meta.size,
             modified: meta.modified,

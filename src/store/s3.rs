@@ -736,7 +736,6 @@ impl S3Store {
                     key,
                     VersionInfo {
                         version_id: v.version_id,
-                        latest: v.is_latest.unwrap_or(false),
                         delete_marker: false,
                         size: v.size.unwrap_or(0).max(0) as u64,
                         modified: v.last_modified.map(chrono_time),
@@ -749,7 +748,6 @@ impl S3Store {
                     key,
                     VersionInfo {
                         version_id: m.version_id,
-                        latest: m.is_latest.unwrap_or(false),
                         delete_marker: true,
                         size: 0,
                         modified: m.last_modified.map(chrono_time),

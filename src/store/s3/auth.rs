@@ -110,7 +110,6 @@ fn resolve_region(configured: Option<&str>, identity: &Identity) -> Option<Strin
             return Some(r);
         }
     }
-    identity.profile.as_ref()?;
     profile_region(identity.profile.as_deref()?)
 }
 
