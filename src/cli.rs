@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
     name = "vault",
     version,
     about = "Immutable, encrypted, off-site database backups",
-    long_about = "vault dumps a database (SQLite, a directory, any command), compresses it \
+    long_about = "vault dumps a database (PostgreSQL, MySQL/MariaDB, Redis, SQLite, a \
+                  directory, any command), compresses it \
                   with zstd, encrypts it to age recipients and streams it into write-once \
                   storage, then writes a manifest as the commit point.\n\n\
                   Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 integrity \
@@ -48,7 +49,7 @@ pub enum Command {
     Backup(BackupArgs),
     /// List the backups of a job, or of every configured job [identity: verifier]
     List(ListArgs),
-    /// Restore a backup to a file, a directory or stdout [identity: restorer]
+    /// Restore a backup into a database, a file, a directory or stdout [identity: restorer]
     Restore(RestoreArgs),
     /// Check stored backups against their manifests [identity: verifier; restorer with --deep]
     Verify(VerifyArgs),
@@ -110,17 +111,36 @@ pub struct RestoreArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Unpack a files job into DIR (must not exist or be empty)
-    #[arg(long, value_name = "DIR")]
-    pub to: Option<PathBuf>,
+    /// Restore into TARGET: a database URL (postgresql://USER@HOST:PORT/DB,
+    /// mysql://USER@HOST:PORT/DB), a directory (files jobs; redis: DIR/dump.rdb), or
+    /// what a command job's restore_command takes as {to}. Passwords come from
+    /// PGPASSWORD/PGPASSFILE or MYSQL_PWD, never the URL.
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
 
     /// The age identity file [default: VAULT_AGE_IDENTITY_FILE, then [identities.restorer]]
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
 
-    /// Replace an existing --output FILE
+    /// Replace an existing --output FILE; restore into a database that already has tables
     #[arg(long)]
     pub force: bool,
+
+    /// Create the --to database first when it does not exist
+    #[arg(long)]
+    pub create: bool,
+
+    /// PostgreSQL: drop the objects in the dump before recreating them (pg_restore --clean --if-exists); needs --force on a non-empty database
+    #[arg(long)]
+    pub clean: bool,
+
+    /// PostgreSQL: restore with N parallel workers (the dump is first written to a private temporary file)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+
+    /// One more argument for the restore tool (pg_restore, mariadb), e.g. --restore-arg=--no-owner
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub restore_arg: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,14 @@ use crate::crypto::{self, Recipient};
 use crate::error::Error;
 use crate::manifest::Layout;
 use crate::retention::{LockMode, LockSource, Period, Policy};
+
+mod engines;
+
 use crate::store::Target;
+pub use engines::{
+    MysqlSource, PasswordFrom, PgPart, PostgresSource, RedisSource, check_no_password_in_url,
+    url_without_database,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,7 +219,18 @@ pub enum SourceConfig {
         env: BTreeMap<String, String>,
         #[serde(default)]
         fail_on_stderr: bool,
+        /// The program that reads the dump on stdin at `vault restore --to TARGET`;
+        /// `{to}` in an argument is replaced by TARGET.
+        #[serde(default)]
+        restore_command: Option<Vec<String>>,
     },
+    /// A PostgreSQL database (`pg_dump -Fc`), or the cluster globals.
+    Postgres(PostgresSource),
+    /// MySQL or MariaDB databases (`mariadb-dump --single-transaction`).
+    #[serde(alias = "mariadb")]
+    Mysql(MysqlSource),
+    /// A Redis RDB snapshot (`redis-cli --rdb -`).
+    Redis(RedisSource),
 }
 
 impl SourceConfig {
@@ -221,6 +239,9 @@ impl SourceConfig {
             SourceConfig::Sqlite { .. } => "sqlite",
             SourceConfig::Files { .. } => "files",
             SourceConfig::Command { .. } => "command",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Redis(_) => "redis",
         }
     }
 
@@ -232,6 +253,19 @@ impl SourceConfig {
             SourceConfig::Command { extension, .. } => {
                 extension.clone().unwrap_or_else(|| "bin".into())
             }
+            SourceConfig::Postgres(pg) if pg.part == PgPart::Globals => "sql".into(),
+            SourceConfig::Postgres(_) => "pgdump".into(),
+            SourceConfig::Mysql(_) => "sql".into(),
+            SourceConfig::Redis(_) => "rdb".into(),
+        }
+    }
+
+    /// The databases a dump holds, as recorded in its manifest.
+    pub fn databases(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Postgres(pg) => pg.database.iter().cloned().collect(),
+            SourceConfig::Mysql(m) => m.names(),
+            _ => Vec::new(),
         }
     }
 }
@@ -240,6 +274,9 @@ impl SourceConfig {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
+    /// The `[[job]]` name it came from: differs from `name` for the jobs a
+    /// multi-database PostgreSQL job expands into (`pg.app`, `pg.globals`).
+    pub group: String,
     pub schedule: Option<String>,
     /// Empty when neither the job nor `[encryption]` names one: such a job is refused.
     pub recipients: Vec<Recipient>,
@@ -349,22 +386,31 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()?,
                 None => recipients.clone(),
             };
-            let source = match job.source {
-                SourceConfig::Sqlite { path } => SourceConfig::Sqlite {
+            let sources = match job.source {
+                SourceConfig::Sqlite { path } => vec![SourceConfig::Sqlite {
                     path: base.join(path),
-                },
-                SourceConfig::Files { path } => SourceConfig::Files {
+                }],
+                SourceConfig::Files { path } => vec![SourceConfig::Files {
                     path: base.join(path),
-                },
+                }],
                 SourceConfig::Command {
                     command,
                     extension,
                     env,
                     fail_on_stderr,
+                    restore_command,
                 } => {
                     if command.is_empty() || command[0].is_empty() {
                         return Err(j("source.command is empty: give the program and its \
                                        arguments as a list"
+                            .into()));
+                    }
+                    if restore_command
+                        .as_ref()
+                        .is_some_and(|c| c.is_empty() || c[0].is_empty())
+                    {
+                        return Err(j("source.restore_command is empty: give the program \
+                                       and its arguments as a list, or leave it out"
                             .into()));
                     }
                     if let Some(ext) = &extension
@@ -375,20 +421,48 @@ impl Settings {
                             "source.extension `{ext}` may hold only letters, digits and dots"
                         )));
                     }
-                    SourceConfig::Command {
+                    vec![SourceConfig::Command {
                         command,
                         extension,
                         env,
                         fail_on_stderr,
-                    }
+                        restore_command,
+                    }]
                 }
+                SourceConfig::Postgres(pg) => {
+                    let parts = pg
+                        .expand(&job.name, &base)
+                        .map_err(|e| j(format!("source: {e}")))?;
+                    for (name, source) in parts {
+                        if name != job.name && !seen.insert(name.clone()) {
+                            return Err(bad(format!("job `{name}` is defined twice")));
+                        }
+                        jobs.push(Job {
+                            name,
+                            group: job.name.clone(),
+                            schedule: job.schedule.clone(),
+                            recipients: job_recipients.clone(),
+                            source: SourceConfig::Postgres(source),
+                        });
+                    }
+                    continue;
+                }
+                SourceConfig::Mysql(m) => vec![SourceConfig::Mysql(
+                    m.validate(&base).map_err(|e| j(format!("source: {e}")))?,
+                )],
+                SourceConfig::Redis(r) => vec![SourceConfig::Redis(
+                    r.validate(&base).map_err(|e| j(format!("source: {e}")))?,
+                )],
             };
-            jobs.push(Job {
-                name: job.name,
-                schedule: job.schedule,
-                recipients: job_recipients,
-                source,
-            });
+            for source in sources {
+                jobs.push(Job {
+                    name: job.name.clone(),
+                    group: job.name.clone(),
+                    schedule: job.schedule.clone(),
+                    recipients: job_recipients.clone(),
+                    source,
+                });
+            }
         }
 
         Ok(Settings {
@@ -409,13 +483,30 @@ impl Settings {
         })
     }
 
-    /// The jobs a reading command looks at: `only`, or every configured job. A named
-    /// job need not be configured: one removed from the config may still have backups.
+    /// The jobs a reading command looks at: `only` (a job, or the jobs a `[[job]]`
+    /// expanded into), or every configured job. A named job need not be configured:
+    /// one removed from the config may still have backups.
     pub fn job_names(&self, only: Option<&str>) -> Vec<String> {
         match only {
-            Some(job) => vec![job.to_string()],
+            Some(name) => match self.jobs_named(name) {
+                Ok(jobs) => jobs.iter().map(|j| j.name.clone()).collect(),
+                Err(_) => vec![name.to_string()],
+            },
             None => self.jobs.iter().map(|j| j.name.clone()).collect(),
         }
+    }
+
+    /// The job called `name`, or every job the `[[job]]` called `name` expanded into.
+    pub fn jobs_named(&self, name: &str) -> Result<Vec<&Job>, Error> {
+        let group: Vec<&Job> = self
+            .jobs
+            .iter()
+            .filter(|j| j.name == name || j.group == name)
+            .collect();
+        if group.is_empty() {
+            return Err(self.job(name).unwrap_err());
+        }
+        Ok(group)
     }
 
     /// The named job, or an error listing the jobs that exist.

@@ -41,8 +41,12 @@ pub struct Manifest {
 pub struct SourceInfo {
     /// `sqlite`, `files`, `command`, ...
     pub kind: String,
-    /// What the plaintext is: `sqlite`, `tar`, `sql`, `bin`, ...
+    /// What the plaintext is: `sqlite`, `tar`, `sql`, `pgdump`, `rdb`, `bin`, ...
     pub extension: String,
+    /// The databases in the dump (postgres, mysql); empty for the other kinds and for
+    /// a MySQL `all_databases` dump.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +256,7 @@ mod tests {
             source: SourceInfo {
                 kind: "sqlite".into(),
                 extension: "sqlite".into(),
+                databases: Vec::new(),
             },
             started_at: at,
             finished_at: at,

@@ -46,10 +46,15 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
         }
         settings.jobs.iter().collect()
     } else {
-        args.jobs
-            .iter()
-            .map(|name| settings.job(name))
-            .collect::<Result<_, _>>()?
+        let mut jobs = Vec::new();
+        for name in &args.jobs {
+            for job in settings.jobs_named(name)? {
+                if !jobs.iter().any(|j: &&Job| j.name == job.name) {
+                    jobs.push(job);
+                }
+            }
+        }
+        jobs
     };
     // Refuse before anything is written: vault never stores unencrypted data.
     let unencrypted: Vec<&str> = jobs
@@ -176,6 +181,7 @@ pub async fn backup_job(
         source: manifest::SourceInfo {
             kind: job.source.kind().into(),
             extension,
+            databases: job.source.databases(),
         },
         started_at,
         finished_at: Utc::now(),

@@ -92,6 +92,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             to: None,
             identity: None,
             force: false,
+            create: false,
+            clean: false,
+            jobs: None,
+            restore_arg: Vec::new(),
         },
     )
     .await?;

@@ -1,4 +1,4 @@
-//! `vault restore JOB [--id ID | --latest | --before TIME] (--output FILE | --to DIR | -)`.
+//! `vault restore JOB [--id ID | --latest | --before TIME] (--to TARGET | --output FILE | -)`.
 //!
 //! Runs under the restorer identity with the age private key. The data object is read
 //! by (key, version id) from its manifest, decrypted and decompressed in one stream,
@@ -7,8 +7,11 @@
 //!   FILE only after every check passed — a failed restore never leaves a FILE;
 //! - `--to DIR` (files jobs): unpacked into a temporary sibling directory, renamed to
 //!   DIR at the end;
+//! - `--to` a database or a restore command: see [`server`];
 //! - `-`: streamed to stdout; on failure the exit code says the output is not to be
 //!   trusted (a pipe cannot be taken back).
+
+mod server;
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
@@ -39,20 +42,30 @@ enum Destination {
     File { path: PathBuf, force: bool },
     Dir(PathBuf),
     Stdout,
+    Into(Box<server::Plan>),
 }
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
-    let destination = match (&args.output, &args.to) {
-        (Some(path), _) if path.as_os_str() == "-" => Destination::Stdout,
-        (Some(path), _) => Destination::File {
+    let mut destination = match &args.output {
+        Some(path) if path.as_os_str() == "-" => Some(Destination::Stdout),
+        Some(path) => Some(Destination::File {
             path: path.clone(),
             force: args.force,
-        },
-        (None, Some(dir)) => Destination::Dir(dir.clone()),
-        (None, None) => Destination::Stdout,
+        }),
+        // What --to means depends on the backup's kind: resolved below.
+        None if args.to.is_some() => None,
+        None => Some(Destination::Stdout),
     };
-    check_destination(&destination)?;
+    if let Some(d) = &destination {
+        check_destination(d)?;
+        if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
+            return Err(Error::config(
+                "--create, --clean, --jobs and --restore-arg apply to restores into a                  database (--to URL)",
+            )
+            .into());
+        }
+    }
     // Load the key first: a wrong or missing key fails before any download.
     let identities = restorer_identities(args.identity.as_deref(), settings)?;
     let selection = match (&args.id, &args.before) {
@@ -72,13 +85,27 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         .filter_map(|e| e.manifest.as_ref().ok())
         .collect();
     let manifest = catalog::select(&args.job, &good, &selection)?.clone();
-    if matches!(destination, Destination::Dir(_)) && manifest.source.kind != "files" {
-        return Err(Error::config(format!(
-            "--to DIR unpacks a files backup, but job `{}` holds a {} dump: use --output FILE or -",
-            args.job, manifest.source.kind
-        ))
-        .into());
-    }
+    let destination = match (destination.take(), &args.to) {
+        (Some(d), _) => d,
+        (None, Some(to)) => {
+            let d = match server::resolve(&manifest, to, args, settings)? {
+                server::Resolved::File(path) => Destination::File {
+                    path,
+                    force: args.force,
+                },
+                server::Resolved::Dir(dir) => Destination::Dir(dir),
+                server::Resolved::Into(plan) => {
+                    // Before any download: the target exists and is empty (or --force).
+                    let plan = tokio::task::spawn_blocking(move || plan.preflight().map(|()| plan))
+                        .await??;
+                    Destination::Into(plan)
+                }
+            };
+            check_destination(&d)?;
+            d
+        }
+        (None, None) => unreachable!("a destination is always chosen"),
+    };
 
     let started = Instant::now();
     let reader = store
@@ -105,6 +132,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         Destination::File { path, force } => to_file(object, &identities, &m, &path, force),
         Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
         Destination::Stdout => to_stdout(object, &identities, &m),
+        Destination::Into(plan) => plan.restore(object, &identities, &m),
     });
     let where_to = tokio::select! {
         done = &mut task => done??,
@@ -120,6 +148,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         }
     };
     drop(progress);
+    if manifest.source.kind == "redis" && where_to != "stdout" {
+        eprintln!(
+            "hint: load it into a stopped redis-server as its dbfilename in its dir (with \
+             appendonly no), then start it: see docs/engines.md"
+        );
+    }
 
     let line = format!(
         "restored {} backup {} ({}) to {where_to}: ciphertext and plaintext blake3 verified, {:.1}s",
@@ -171,6 +205,7 @@ fn check_destination(destination: &Destination) -> anyhow::Result<()> {
                 }
             }
         }
+        Destination::Into(_) => {}
         Destination::Stdout => {
             if io::stdout().is_terminal() {
                 bail!(Error::config(

@@ -1,15 +1,22 @@
-//! Sources: where a dump comes from.
+//! Sources: where a dump comes from, and for the database engines, how it goes back.
 //!
 //! A source yields a byte stream ([`std::io::Read`]) plus [`DumpStream::finish`], which
 //! says whether the dump really succeeded — a child's exit status, a producer thread's
 //! result. End of file alone never means success: the pipeline calls `finish` before it
 //! lets the data object complete.
 
-mod command;
+pub mod child;
+pub mod command;
 mod files;
+pub mod mysql;
+pub mod postgres;
+mod redis;
+mod scratch;
+mod shape;
+mod sqlite;
 
 pub use files::unpack as unpack_tar;
-mod sqlite;
+pub use scratch::Scratch;
 
 use std::io::Read;
 use std::thread::JoinHandle;
@@ -36,6 +43,9 @@ pub fn open(config: &SourceConfig) -> anyhow::Result<Box<dyn DumpStream>> {
             fail_on_stderr,
             ..
         } => command::open(command, env, *fail_on_stderr),
+        SourceConfig::Postgres(pg) => postgres::open(pg),
+        SourceConfig::Mysql(m) => mysql::open(m),
+        SourceConfig::Redis(r) => redis::open(r),
     }
 }
 

@@ -1,0 +1,328 @@
+//! Child processes of the engines: a dump tool's stdout as a [`DumpStream`], a restore
+//! tool's stdin as a [`ChildSink`], and short queries ([`run`]).
+//!
+//! All three run the program without a shell and with stdin closed (or piped), drain
+//! stderr on a thread so a chatty child cannot block, keep its tail for messages, and
+//! fail on a non-zero exit or death by a signal. Secrets reach a child only through its
+//! environment or a private file, never its command line; [`Spawn`] has no `Debug` so
+//! an environment value cannot be logged by accident. A child left behind by a failure
+//! elsewhere is killed on drop.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, anyhow};
+
+use super::DumpStream;
+
+/// The last bytes of stderr kept for messages.
+const STDERR_TAIL: usize = 16 * 1024;
+
+/// A program to run.
+pub struct Spawn {
+    /// What messages call it (`pg_dump`).
+    pub name: String,
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    /// Added to vault's own environment (passwords go here).
+    pub env: Vec<(String, String)>,
+    pub env_remove: Vec<String>,
+    /// Fail when the program writes anything to stderr.
+    pub fail_on_stderr: bool,
+    /// The program reports progress on stderr: log it at debug level, not as a warning.
+    pub chatty: bool,
+    /// Kept alive until the child has exited (a private temp dir with a defaults file).
+    pub guard: Option<Box<dyn Send>>,
+}
+
+impl Spawn {
+    pub fn new(name: &str, program: impl Into<std::path::PathBuf>) -> Spawn {
+        Spawn {
+            name: name.to_string(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            fail_on_stderr: false,
+            chatty: false,
+            guard: None,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Spawn {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args(mut self, a: impl IntoIterator<Item = impl Into<String>>) -> Spawn {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Spawn {
+        self.env.push((k.to_string(), v.into()));
+        self
+    }
+
+    fn command(&self, stdin: Stdio, stdout: Stdio) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped());
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn start(&self, stdin: Stdio, stdout: Stdio) -> anyhow::Result<(Child, StderrTail)> {
+        let mut child = self.command(stdin, stdout).spawn().map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::NotFound {
+                " (is it installed and on PATH?)"
+            } else {
+                ""
+            };
+            anyhow!(
+                "cannot start `{}` ({}): {e}{hint}",
+                self.name,
+                self.program.display()
+            )
+        })?;
+        let stderr = StderrTail::drain(child.stderr.take().expect("stderr piped"))?;
+        Ok((child, stderr))
+    }
+}
+
+/// A thread that reads a child's stderr to the end, keeping the tail.
+struct StderrTail(Option<JoinHandle<(u64, String)>>);
+
+impl StderrTail {
+    fn drain(mut stderr: impl Read + Send + 'static) -> io::Result<StderrTail> {
+        let handle = std::thread::Builder::new()
+            .name("child-stderr".into())
+            .spawn(move || {
+                let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+                let mut total = 0u64;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                    tail.extend(&buf[..n]);
+                    let excess = tail.len().saturating_sub(STDERR_TAIL);
+                    tail.drain(..excess);
+                }
+                (
+                    total,
+                    String::from_utf8_lossy(tail.make_contiguous()).into_owned(),
+                )
+            })?;
+        Ok(StderrTail(Some(handle)))
+    }
+
+    /// Bytes written and the tail, once the child has closed stderr.
+    fn collect(&mut self) -> (u64, String) {
+        self.0
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits for `child` and turns its exit status and stderr into a result.
+fn judge(
+    name: &str,
+    status: ExitStatus,
+    stderr: &mut StderrTail,
+    fail_on_stderr: bool,
+) -> anyhow::Result<String> {
+    let (stderr_len, tail) = stderr.collect();
+    let tail = tail.trim().to_string();
+    let with_stderr = |msg: String| {
+        if tail.is_empty() {
+            anyhow!("{msg}")
+        } else {
+            anyhow!("{msg}; its stderr ends with:\n{tail}")
+        }
+    };
+    if !status.success() {
+        return Err(with_stderr(format!("`{name}` failed ({status})")));
+    }
+    if stderr_len > 0 && fail_on_stderr {
+        return Err(with_stderr(format!(
+            "`{name}` wrote {stderr_len} bytes to stderr (fail_on_stderr is set)"
+        )));
+    }
+    Ok(tail)
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Starts `spawn` and returns its stdout as a dump; `check` vets the stream's shape.
+pub fn dump(
+    spawn: Spawn,
+    check: Option<super::shape::Shape>,
+) -> anyhow::Result<Box<dyn DumpStream>> {
+    let (mut child, stderr) = spawn.start(Stdio::null(), Stdio::piped())?;
+    let stdout = child.stdout.take().expect("stdout piped");
+    Ok(Box::new(ChildStream {
+        child: Some(child),
+        stdout: super::shape::Checked::new(stdout, check),
+        stderr,
+        spawn,
+    }))
+}
+
+struct ChildStream {
+    child: Option<Child>,
+    stdout: super::shape::Checked<ChildStdout>,
+    stderr: StderrTail,
+    spawn: Spawn,
+}
+
+impl Read for ChildStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stdout.read(buf)
+    }
+}
+
+impl DumpStream for ChildStream {
+    fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        let mut child = self.child.take().expect("finish runs once");
+        let status = child
+            .wait()
+            .with_context(|| format!("cannot wait for `{}`", self.spawn.name))?;
+        let tail = judge(
+            &self.spawn.name,
+            status,
+            &mut self.stderr,
+            self.spawn.fail_on_stderr,
+        )?;
+        self.stdout.verify(&self.spawn.name)?;
+        if tail.is_empty() {
+        } else if self.spawn.chatty {
+            tracing::debug!(program = %self.spawn.name, "stderr: {tail}");
+        } else {
+            tracing::warn!(program = %self.spawn.name, "the command wrote to stderr: {tail}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildStream {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A restore tool reading the dump on its stdin.
+pub struct ChildSink {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stderr: StderrTail,
+    spawn: Spawn,
+}
+
+impl ChildSink {
+    /// Starts `spawn` with stdin piped; its stdout goes to `stdout`.
+    pub fn start(spawn: Spawn, stdout: Stdio) -> anyhow::Result<ChildSink> {
+        let (mut child, stderr) = spawn.start(Stdio::piped(), stdout)?;
+        let stdin = child.stdin.take();
+        Ok(ChildSink {
+            child: Some(child),
+            stdin,
+            stderr,
+            spawn,
+        })
+    }
+
+    /// Closes stdin and waits: the tool's exit status says whether it loaded the dump.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Kills the tool (the dump failed its checks) and returns its own error, if it
+    /// had already failed: that is then the root cause, not the broken pipe.
+    pub fn abort(mut self) -> Option<anyhow::Error> {
+        drop(self.stdin.take());
+        let mut child = self.child.take()?;
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if !exited {
+            let _ = child.kill();
+        }
+        let status = child.wait().ok()?;
+        if !exited {
+            return None;
+        }
+        judge(&self.spawn.name, status, &mut self.stderr, false).err()
+    }
+
+    fn wait(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().expect("waited once");
+        let status = child
+            .wait()
+            .with_context(|| format!("cannot wait for `{}`", self.spawn.name))?;
+        let tail = judge(
+            &self.spawn.name,
+            status,
+            &mut self.stderr,
+            self.spawn.fail_on_stderr,
+        )?;
+        if !tail.is_empty() {
+            eprintln!("{}: {tail}", self.spawn.name);
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChildSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("stdin closed"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stdin.as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ChildSink {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        kill(&mut self.child);
+    }
+}
+
+/// Runs `spawn` to the end with `input` on stdin; returns stdout (trimmed).
+pub fn run(spawn: &Spawn, input: &str) -> anyhow::Result<String> {
+    let (mut child, mut stderr) = spawn.start(Stdio::piped(), Stdio::piped())?;
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout piped")
+        .read_to_string(&mut out)?;
+    let status = child.wait()?;
+    let _ = writer.join();
+    judge(&spawn.name, status, &mut stderr, false)?;
+    Ok(out.trim().to_string())
+}

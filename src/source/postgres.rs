@@ -1,0 +1,324 @@
+//! `postgres`: one database with `pg_dump` in custom format, or the cluster's roles and
+//! tablespaces with `pg_dumpall --globals-only`; and restores with `pg_restore`.
+//!
+//! - `pg_dump --format=custom --compress=0`: vault compresses, so pg_dump must not. The
+//!   dump is one REPEATABLE READ snapshot, consistent while writers go on.
+//! - The password reaches libpq through `PGPASSWORD` or `PGPASSFILE` in the child's
+//!   environment, never its command line. `--no-password` makes a missing password an
+//!   error instead of a prompt.
+//! - Before dumping, `psql` asks the server its version: a pg_dump older than the
+//!   server cannot dump it, and saying so before anything is stored beats pg_dump's
+//!   own late error. The same query proves the connection and the password.
+//! - Restore streams into `pg_restore --single-transaction --exit-on-error`: either the
+//!   whole dump loads or nothing does. `--jobs N` needs a seekable file, so the dump is
+//!   first written to a private 0600 temporary file (removed afterwards).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+
+use super::DumpStream;
+use super::child::{self, Spawn};
+use super::shape::{Shape, Tail};
+use crate::config::{PgPart, PostgresSource, url_without_database};
+use crate::error::Error;
+
+const ARCHIVE: Shape = Shape {
+    what: "PostgreSQL custom-format archive",
+    head: b"PGDMP",
+    tail: Tail::None,
+};
+
+const GLOBALS: Shape = Shape {
+    what: "pg_dumpall globals script",
+    head: b"",
+    tail: Tail::Contains(b"PostgreSQL database cluster dump complete"),
+};
+
+/// Where the client programs are.
+fn tool(pg: &PostgresSource, name: &str) -> PathBuf {
+    match &pg.bin_dir {
+        Some(dir) => dir.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// A libpq client program with the connection settings in its environment.
+fn client(pg: &PostgresSource, name: &str) -> anyhow::Result<Spawn> {
+    let mut s = Spawn::new(name, tool(pg, name))
+        .env("PGAPPNAME", "vault")
+        .arg("--no-password");
+    if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
+        s = s.env("PGCONNECT_TIMEOUT", "30");
+    }
+    if let Some(password) = pg.password().read("source")? {
+        s = s.env("PGPASSWORD", password);
+    }
+    if let Some(passfile) = &pg.passfile {
+        s = s.env("PGPASSFILE", passfile.display().to_string());
+    }
+    if let Some(host) = &pg.host {
+        s = s.env("PGHOST", host);
+    }
+    if let Some(port) = pg.port {
+        s = s.env("PGPORT", port.to_string());
+    }
+    if let Some(user) = &pg.user {
+        s = s.env("PGUSER", user);
+    }
+    Ok(s)
+}
+
+/// The `--dbname` value for database `db`: a URL with its path replaced, or the name.
+fn dbname_arg(pg: &PostgresSource, db: &str) -> String {
+    match &pg.url {
+        Some(url) => {
+            let (base, query) = url_without_database(url);
+            format!("{base}/{db}{query}")
+        }
+        None => db.to_string(),
+    }
+}
+
+pub fn open(pg: &PostgresSource) -> anyhow::Result<Box<dyn DumpStream>> {
+    let maintenance = pg.database.clone().unwrap_or_else(|| "postgres".into());
+    check_versions(pg, &maintenance)?;
+    match pg.part {
+        PgPart::Database => {
+            let db = pg.dbname().context("no database to dump")?;
+            let mut s = client(pg, "pg_dump")?.args(["--format=custom", "--compress=0"]);
+            s = s.args(pg.schemas.iter().map(|x| format!("--schema={x}")));
+            s = s.args(
+                pg.exclude_tables
+                    .iter()
+                    .map(|t| format!("--exclude-table={t}")),
+            );
+            s = s
+                .args(pg.extra_args.iter().cloned())
+                .arg(format!("--dbname={}", dbname_arg(pg, db)));
+            child::dump(s, Some(ARCHIVE))
+        }
+        PgPart::Globals => {
+            let mut s = client(pg, "pg_dumpall")?.arg("--globals-only");
+            s = match &pg.url {
+                // pg_dumpall takes a connection string, and the database to start from.
+                Some(_) => s.arg(format!("--dbname={}", dbname_arg(pg, &maintenance))),
+                None => s.arg(format!("--database={maintenance}")),
+            };
+            child::dump(s, Some(GLOBALS))
+        }
+    }
+}
+
+/// The major version in `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`.
+fn client_major(version_line: &str) -> Option<u32> {
+    let after = version_line.split(')').nth(1)?.trim();
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn check_versions(pg: &PostgresSource, db: &str) -> anyhow::Result<()> {
+    let dump_tool = match pg.part {
+        PgPart::Database => "pg_dump",
+        PgPart::Globals => "pg_dumpall",
+    };
+    let version = Spawn::new(dump_tool, tool(pg, dump_tool)).arg("--version");
+    let line = child::run(&version, "")?;
+    let client = client_major(&line)
+        .ok_or_else(|| anyhow!("cannot read the version of `{dump_tool}` from `{line}`"))?;
+    let server = query(pg, db, "SHOW server_version_num")
+        .context("cannot connect to the PostgreSQL server")?;
+    let server: u32 = server
+        .parse()
+        .map_err(|_| anyhow!("unexpected server_version_num `{server}`"))?;
+    let server_major = server / 10_000;
+    if client < server_major {
+        return Err(Error::config(format!(
+            "{dump_tool} {client} is older than the server (PostgreSQL {server_major}) and \
+             cannot dump it: install the PostgreSQL {server_major} client tools \
+             (Debian: postgresql-client-{server_major}) or set source.bin_dir"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs one SQL statement with psql in database `db`; returns the unaligned result.
+fn query(pg: &PostgresSource, db: &str, sql: &str) -> anyhow::Result<String> {
+    let s = client(pg, "psql")?
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!("--dbname={}", dbname_arg(pg, db)));
+    child::run(&s, sql)
+}
+
+pub mod restore {
+    //! `vault restore JOB --to postgresql://user@host:port/dbname`.
+
+    use std::process::Stdio;
+
+    use super::*;
+    use crate::config::check_no_password_in_url;
+    use crate::source::child::ChildSink;
+
+    /// A parsed `--to` for a PostgreSQL restore.
+    pub struct Target {
+        source: PostgresSource,
+        pub database: String,
+        pub shown: String,
+    }
+
+    pub fn parse(to: &str) -> Result<Target, Error> {
+        let Some((scheme, rest)) = to.split_once("://") else {
+            return Err(Error::config(format!(
+                "--to {to}: a PostgreSQL backup restores into a database given as \
+                 postgresql://USER@HOST:PORT/DBNAME"
+            )));
+        };
+        if scheme != "postgresql" && scheme != "postgres" {
+            return Err(Error::config(format!(
+                "--to: a PostgreSQL backup restores into postgresql://…, not {scheme}://"
+            )));
+        }
+        check_no_password_in_url(rest, to)
+            .map_err(|e| Error::config(format!("--to: {e} (PGPASSWORD or PGPASSFILE)")))?;
+        let database = rest
+            .split_once('/')
+            .map(|(_, p)| p.split(['?', '#']).next().unwrap_or("").to_string())
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "--to {to} names no database: add /DBNAME (the database to restore into)"
+                ))
+            })?;
+        let source = PostgresSource {
+            url: Some(to.to_string()),
+            host: None,
+            port: None,
+            user: None,
+            database: Some(database.clone()),
+            databases: Vec::new(),
+            password_env: None,
+            passfile: None,
+            globals: false,
+            schemas: Vec::new(),
+            exclude_tables: Vec::new(),
+            extra_args: Vec::new(),
+            bin_dir: std::env::var_os("VAULT_PG_BIN_DIR").map(PathBuf::from),
+            part: PgPart::Database,
+        };
+        let (base, _) = url_without_database(to);
+        Ok(Target {
+            source,
+            shown: format!(
+                "database {database} at {}",
+                base.split("://").nth(1).unwrap_or("")
+            ),
+            database,
+        })
+    }
+
+    /// How many user relations (tables, views, sequences, ...) the target holds; None
+    /// when the database does not exist.
+    pub fn relations(t: &Target) -> anyhow::Result<Option<u64>> {
+        let exists = query(
+            &t.source,
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = {}",
+                literal(&t.database)
+            ),
+        )
+        .with_context(|| format!("cannot connect to the server of {}", t.shown))?;
+        if exists == "0" {
+            return Ok(None);
+        }
+        let n = query(
+            &t.source,
+            &t.database,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+             AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+        )?;
+        Ok(Some(n.parse().unwrap_or(u64::MAX)))
+    }
+
+    pub fn create(t: &Target) -> anyhow::Result<()> {
+        query(
+            &t.source,
+            "postgres",
+            &format!("CREATE DATABASE {}", identifier(&t.database)),
+        )
+        .with_context(|| format!("cannot create {}", t.shown))?;
+        Ok(())
+    }
+
+    /// `pg_restore` into the target, reading the archive from stdin (one transaction)
+    /// or from `file` (with `jobs` workers).
+    pub fn spawn(
+        t: &Target,
+        clean: bool,
+        jobs: Option<u32>,
+        file: Option<&std::path::Path>,
+        extra: &[String],
+    ) -> anyhow::Result<ChildSink> {
+        let mut s = client(&t.source, "pg_restore")?.arg("--exit-on-error");
+        if clean {
+            s = s.args(["--clean", "--if-exists"]);
+        }
+        match (jobs, file) {
+            (Some(n), Some(_)) => s = s.arg(format!("--jobs={n}")),
+            _ => s = s.arg("--single-transaction"),
+        }
+        s = s
+            .args(extra.iter().cloned())
+            .arg(format!("--dbname={}", dbname_arg(&t.source, &t.database)));
+        if let Some(f) = file {
+            s = s.arg(f.display().to_string());
+        }
+        ChildSink::start(s, Stdio::null())
+    }
+
+    /// A SQL string literal.
+    fn literal(s: &str) -> String {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+
+    /// A SQL identifier.
+    fn identifier(s: &str) -> String {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_versions_are_read() {
+        assert_eq!(
+            client_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(client_major("pg_dump (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(client_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
+        assert_eq!(client_major("pg_dump something else"), None);
+    }
+
+    #[test]
+    fn restore_targets_need_a_database_and_no_password() {
+        let t = restore::parse("postgresql://u@127.0.0.1:5432/app").unwrap();
+        assert_eq!(t.database, "app");
+        assert_eq!(t.shown, "database app at u@127.0.0.1:5432");
+        for bad in [
+            "postgresql://u@h:5432",
+            "postgresql://u:pw@h/app",
+            "mysql://u@h/app",
+            "/tmp/x",
+        ] {
+            let err = restore::parse(bad).err().expect(bad).to_string();
+            assert!(err.contains("--to"), "{err}");
+            assert!(!err.contains(":pw"), "{err}");
+        }
+    }
+}
