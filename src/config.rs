@@ -803,6 +803,80 @@ source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" 
     }
 
     #[test]
+    fn engine_jobs_parse_and_expand() {
+        let s = parse(&minimal(
+            r#"
+[[job]]
+name = "pg"
+source = { kind = "postgres", host = "db", databases = ["app", "billing"], globals = true, passfile = "pgpass" }
+[[job]]
+name = "shop"
+source = { kind = "mariadb", database = "shop", password_file = "shop.pw" }
+[[job]]
+name = "cache"
+source = { kind = "redis", password_env = "REDIS_PW" }
+"#,
+        ))
+        .unwrap();
+        let names: Vec<&str> = s.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pg.app", "pg.billing", "pg.globals", "shop", "cache"]
+        );
+        assert_eq!(
+            s.job_names(Some("pg")),
+            ["pg.app", "pg.billing", "pg.globals"]
+        );
+        assert_eq!(s.jobs_named("pg.billing").unwrap().len(), 1);
+        assert!(s.jobs_named("nope").is_err());
+        assert_eq!(s.jobs[2].source.extension(), "sql");
+        assert_eq!(s.jobs[0].source.extension(), "pgdump");
+        assert_eq!(s.jobs[0].source.databases(), ["app"]);
+        match &s.jobs[0].source {
+            SourceConfig::Postgres(pg) => {
+                assert_eq!(pg.passfile, Some(PathBuf::from("/etc/vault/pgpass")))
+            }
+            other => panic!("{other:?}"),
+        }
+        match &s.jobs[3].source {
+            SourceConfig::Mysql(m) => assert_eq!(
+                m.password,
+                PasswordFrom::File(PathBuf::from("/etc/vault/shop.pw"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.jobs[4].source.kind(), "redis");
+
+        for (job, needle) in [
+            (
+                "source = { kind = \"postgres\", url = \"postgresql://u:pw@h/app\" }",
+                "carries a password",
+            ),
+            (
+                "source = { kind = \"mysql\", database = \"a\", databases = [\"b\"] }",
+                "exactly one of",
+            ),
+            (
+                "source = { kind = \"redis\", extra_args = [\"-a\", \"pw\"] }",
+                "must not carry a password",
+            ),
+            (
+                "source = { kind = \"postgres\", host = \"h\", dbname = \"x\" }",
+                "dbname",
+            ),
+        ] {
+            let err = parse(&minimal(&format!("[[job]]\nname = \"j\"\n{job}\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        let clash = "[[job]]\nname = \"pg\"\nsource = { kind = \"postgres\", databases = [\"a\"] }\n\
+                     [[job]]\nname = \"pg.a\"\nsource = { kind = \"files\", path = \"x\" }\n";
+        let err = parse(&minimal(clash)).unwrap_err().to_string();
+        assert!(err.contains("`pg.a` is defined twice"), "{err}");
+    }
+
+    #[test]
     fn jobs_without_recipients_parse_but_carry_none() {
         let s = parse(
             "[vault]\ntarget = \"/v\"\n[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n",
