@@ -20,7 +20,7 @@ mod engines;
 use crate::store::Target;
 pub use engines::{
     MysqlSource, PasswordFrom, PgPart, PostgresSource, RedisSource, check_no_password_in_url,
-    url_without_database,
+    redact_url, url_without_database,
 };
 
 #[derive(Debug, Deserialize)]

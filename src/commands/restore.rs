@@ -61,7 +61,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         check_destination(d)?;
         if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
             return Err(Error::config(
-                "--create, --clean, --jobs and --restore-arg apply to restores into a                  database (--to URL)",
+                "--create, --clean, --jobs and --restore-arg apply to restores into a \
+                 database (--to URL)",
             )
             .into());
         }

@@ -222,6 +222,14 @@ impl PostgresSource {
         if self.database.is_some() && !self.databases.is_empty() {
             return Err("set database or databases, not both".into());
         }
+        if let Some(db) = &url_db
+            && (self.database.is_some() || !self.databases.is_empty())
+        {
+            return Err(format!(
+                "url names database `{db}` and database(s) is set too: name the databases \
+                 in one place"
+            ));
+        }
         let mut names: Vec<String> = std::mem::take(&mut self.databases);
         let several = !names.is_empty();
         if let Some(db) = self.database.take().or(url_db) {
@@ -285,7 +293,9 @@ pub fn url_without_database(url: &str) -> (String, String) {
 pub fn check_pg_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!(
-            "url `{url}` is not a postgresql:// URL (key=value connection strings: use host, port, user, database)"
+            "url `{}` is not a postgresql:// URL (key=value connection strings: use host, \
+             port, user, database)",
+            redact_url(url)
         ));
     };
     if scheme != "postgresql" && scheme != "postgres" {
@@ -303,7 +313,7 @@ pub fn check_no_password_in_url(rest: &str, shown_scheme_only: &str) -> Result<(
         .is_some_and(|(userinfo, _)| userinfo.contains(':'));
     let in_query = rest
         .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("password=")));
+        .is_some_and(|(_, q)| q.split('&').any(is_password_param));
     if in_userinfo || in_query {
         return Err(format!(
             "the {scheme}:// URL carries a password: remove it (it would be visible in \
@@ -311,6 +321,47 @@ pub fn check_no_password_in_url(rest: &str, shown_scheme_only: &str) -> Result<(
         ));
     }
     Ok(())
+}
+
+fn is_password_param(kv: &str) -> bool {
+    let key = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+    kv.contains('=') && key.ends_with("password")
+}
+
+/// `url` with any password replaced by `***`, for messages: the userinfo's, and the
+/// value of every `…password=` parameter (query, or key=value connection string).
+pub fn redact_url(url: &str) -> String {
+    let hide_params = |text: &str, sep: char| -> String {
+        text.split(sep)
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if is_password_param(kv) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(&sep.to_string())
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return hide_params(url, ' ');
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match main.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (main, String::new()),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let query = query
+        .map(|q| format!("?{}", hide_params(q, '&')))
+        .unwrap_or_default();
+    format!("{scheme}://{authority}{path}{query}")
 }
 
 /// Extra arguments must not carry a password either: `--password…`, `…password=…`,
@@ -382,6 +433,28 @@ mod tests {
             .expand("pg", Path::new("/"))
             .unwrap_err();
         assert!(err.contains("App DB"), "{err}");
+    }
+
+    #[test]
+    fn urls_in_messages_hide_passwords() {
+        assert_eq!(
+            redact_url("postgresql://u:hunter2@db:5432/app?sslmode=require&sslpassword=x"),
+            "postgresql://u:***@db:5432/app?sslmode=require&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("host=db password=hunter2 dbname=app"),
+            "host=db password=*** dbname=app"
+        );
+        assert_eq!(redact_url("mysql://root@h:3306/x"), "mysql://root@h:3306/x");
+        let err = check_pg_url("host=db password=hunter2").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(check_pg_url("postgresql://u@h/app?sslpassword=x").is_err());
+        let both = pg("url = \"postgresql://u@h/app\"\ndatabases = [\"b\"]\n");
+        assert!(
+            both.expand("pg", Path::new("/"))
+                .unwrap_err()
+                .contains("one place")
+        );
     }
 
     #[test]

@@ -124,10 +124,11 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         // One database without CREATE DATABASE/USE: it restores into any name.
         s = s.arg(db.clone());
     }
-    let no_comments = m
-        .extra_args
-        .iter()
-        .any(|a| a == "--skip-comments" || a == "--compact" || a == "--comments=0");
+    // Any comment or compact option (however spelled) may drop the trailer.
+    let no_comments = m.extra_args.iter().any(|a| {
+        let a = a.to_ascii_lowercase().replace('_', "-");
+        a.contains("comments") || a.contains("compact")
+    });
     child::dump(s, (!no_comments).then_some(SQL_DUMP))
 }
 
@@ -137,7 +138,7 @@ pub mod restore {
     use std::process::Stdio;
 
     use super::*;
-    use crate::config::check_no_password_in_url;
+    use crate::config::{check_no_password_in_url, redact_url};
     use crate::error::Error;
     use crate::source::child::ChildSink;
 
@@ -152,8 +153,9 @@ pub mod restore {
     pub fn parse(to: &str, password: Option<String>) -> Result<Target, Error> {
         let bad = |why: &str| {
             Error::config(format!(
-                "--to {to}: {why} (a MySQL/MariaDB backup restores into \
-                 mysql://USER@HOST:PORT/DBNAME)"
+                "--to {}: {why} (a MySQL/MariaDB backup restores into \
+                 mysql://USER@HOST:PORT/DBNAME)",
+                redact_url(to)
             ))
         };
         let (scheme, rest) = to.split_once("://").ok_or_else(|| bad("not a URL"))?;

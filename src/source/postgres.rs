@@ -157,7 +157,7 @@ pub mod restore {
     use std::process::Stdio;
 
     use super::*;
-    use crate::config::check_no_password_in_url;
+    use crate::config::{check_no_password_in_url, redact_url};
     use crate::source::child::ChildSink;
 
     /// A parsed `--to` for a PostgreSQL restore.
@@ -170,8 +170,9 @@ pub mod restore {
     pub fn parse(to: &str) -> Result<Target, Error> {
         let Some((scheme, rest)) = to.split_once("://") else {
             return Err(Error::config(format!(
-                "--to {to}: a PostgreSQL backup restores into a database given as \
-                 postgresql://USER@HOST:PORT/DBNAME"
+                "--to {}: a PostgreSQL backup restores into a database given as \
+                 postgresql://USER@HOST:PORT/DBNAME",
+                redact_url(to)
             )));
         };
         if scheme != "postgresql" && scheme != "postgres" {
@@ -187,7 +188,8 @@ pub mod restore {
             .filter(|d| !d.is_empty())
             .ok_or_else(|| {
                 Error::config(format!(
-                    "--to {to} names no database: add /DBNAME (the database to restore into)"
+                    "--to {} names no database: add /DBNAME (the database to restore into)",
+                    redact_url(to)
                 ))
             })?;
         let source = PostgresSource {

@@ -1,7 +1,9 @@
 //! `redis`: an RDB snapshot streamed from the server with `redis-cli --rdb -`.
 //!
 //! The server forks and writes a point-in-time snapshot to the replication stream (as
-//! for a new replica); nothing is written to the server's disk by vault. AUTH comes from
+//! for a new replica). With diskless replication (the default since Redis 7.0) nothing
+//! is written to the server's disk; otherwise the server saves its RDB file first, as
+//! for any new replica. AUTH comes from
 //! `REDISCLI_AUTH` in redis-cli's environment, never `-a`. The stream must start with
 //! `REDIS` and end with the RDB EOF opcode and checksum (see [`super::shape`]).
 //!
