@@ -80,6 +80,15 @@ impl<R: Read> Checked<R> {
             let want = shape.head.len() - self.head.len();
             self.head.extend(&bytes[..want.min(bytes.len())]);
         }
+        // Keep only the last KEEP bytes, without copying the whole stream through.
+        if matches!(shape_tail(&self.shape), Tail::None) {
+            return;
+        }
+        if bytes.len() >= KEEP {
+            self.tail.clear();
+            self.tail.extend_from_slice(&bytes[bytes.len() - KEEP..]);
+            return;
+        }
         self.tail.extend_from_slice(bytes);
         if self.tail.len() > 2 * KEEP {
             let cut = self.tail.len() - KEEP;
@@ -114,6 +123,10 @@ impl<R: Read> Checked<R> {
         }
         Ok(())
     }
+}
+
+fn shape_tail(shape: &Option<Shape>) -> Tail {
+    shape.map_or(Tail::None, |s| s.tail)
 }
 
 /// True when `held` is redis-cli's copy of the transfer's EOF marker after an RDB.
@@ -152,8 +165,7 @@ impl<R: Read> Read for Checked<R> {
         let n = available.min(buf.len());
         buf[..n].copy_from_slice(&self.held[..n]);
         self.held.drain(..n);
-        let passed = buf[..n].to_vec();
-        self.pass_on(&passed);
+        self.pass_on(&buf[..n]);
         Ok(n)
     }
 }
