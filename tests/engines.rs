@@ -721,18 +721,27 @@ fn mariadb_failures_name_the_job_and_leave_no_manifest() {
     );
     let world = World::new();
     world.config(&mariadb_job(&my, "database = \"big\"").replace("shop", "big"));
-    let out = restore(&world, &["backup", "big"], &[("SHOP_DB_PASSWORD", "wrong")]);
-    assert_failed_cleanly(&world, "big", &out, "Access denied");
-
-    let out = backup_with_server_dying(
+    wrong_password_then_dying_server(
         &world,
-        "big",
-        &[("SHOP_DB_PASSWORD", MARIADB_PASSWORD)],
-        "mariadb-dump",
-        1 << 20,
+        ("big", "SHOP_DB_PASSWORD", MARIADB_PASSWORD),
+        ("Access denied", "mariadb-dump"),
         || my.stop_now(),
     );
-    assert_failed_cleanly(&world, "big", &out, "mariadb-dump");
+}
+
+/// A wrong password fails naming `denied`; a server stopped while `tool` dumps fails
+/// naming the tool; neither leaves a manifest. `job` is `(name, password variable,
+/// right password)`.
+fn wrong_password_then_dying_server(
+    world: &World,
+    (job, var, password): (&str, &str, &str),
+    (denied, tool): (&str, &str),
+    stop: impl FnOnce(),
+) {
+    let out = restore(world, &["backup", job], &[(var, "wrong")]);
+    assert_failed_cleanly(world, job, &out, denied);
+    let out = backup_with_server_dying(world, job, &[(var, password)], tool, 1 << 20, stop);
+    assert_failed_cleanly(world, job, &out, tool);
 }
 
 // ---------------------------------------------------------------------------------
@@ -820,18 +829,12 @@ fn redis_failures_name_the_job_and_leave_no_manifest() {
     populate(&r, "k", 400_000);
     let world = World::new();
     world.config(&redis_job(&r));
-    let out = restore(&world, &["backup", "cache"], &[("CACHE_PASSWORD", "wrong")]);
-    assert_failed_cleanly(&world, "cache", &out, "WRONGPASS");
-
-    let out = backup_with_server_dying(
+    wrong_password_then_dying_server(
         &world,
-        "cache",
-        &[("CACHE_PASSWORD", REDIS_PASSWORD)],
-        "redis-cli",
-        1 << 20,
+        ("cache", "CACHE_PASSWORD", REDIS_PASSWORD),
+        ("WRONGPASS", "redis-cli"),
         || r.stop_now(),
     );
-    assert_failed_cleanly(&world, "cache", &out, "redis-cli");
 }
 
 // ---------------------------------------------------------------------------------

@@ -161,6 +161,19 @@ fn judge(
     Ok(tail)
 }
 
+/// Waits for the child (once) and judges its exit status and stderr.
+fn wait_and_judge(
+    child: &mut Option<Child>,
+    spawn: &Spawn,
+    stderr: &mut StderrTail,
+) -> anyhow::Result<String> {
+    let mut child = child.take().expect("a child is waited for once");
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{}`", spawn.name))?;
+    judge(&spawn.name, status, stderr, spawn.fail_on_stderr)
+}
+
 fn kill(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = child.kill();
@@ -198,16 +211,7 @@ impl Read for ChildStream {
 
 impl DumpStream for ChildStream {
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
-        let mut child = self.child.take().expect("finish runs once");
-        let status = child
-            .wait()
-            .with_context(|| format!("cannot wait for `{}`", self.spawn.name))?;
-        let tail = judge(
-            &self.spawn.name,
-            status,
-            &mut self.stderr,
-            self.spawn.fail_on_stderr,
-        )?;
+        let tail = wait_and_judge(&mut self.child, &self.spawn, &mut self.stderr)?;
         self.stdout.verify(&self.spawn.name)?;
         if tail.is_empty() {
         } else if self.spawn.chatty {
@@ -252,33 +256,22 @@ impl ChildSink {
         self.wait()
     }
 
-    /// Kills the tool (the dump failed its checks) and returns its own error, if it
-    /// had already failed: that is then the root cause, not the broken pipe.
-    pub fn abort(mut self) -> Option<anyhow::Error> {
+    /// The dump failed its checks: kills the tool before it can see the end of its
+    /// input, so it cannot commit what it has read.
+    pub fn kill(mut self) {
+        kill(&mut self.child);
         drop(self.stdin.take());
-        let mut child = self.child.take()?;
-        let exited = matches!(child.try_wait(), Ok(Some(_)));
-        if !exited {
-            let _ = child.kill();
-        }
-        let status = child.wait().ok()?;
-        if !exited {
-            return None;
-        }
-        judge(&self.spawn.name, status, &mut self.stderr, false).err()
+    }
+
+    /// Writing to the tool failed: it stopped reading, so its own error is the root
+    /// cause, not the broken pipe. Closes stdin, waits, and returns that error.
+    pub fn failure(mut self) -> Option<anyhow::Error> {
+        drop(self.stdin.take());
+        wait_and_judge(&mut self.child, &self.spawn, &mut self.stderr).err()
     }
 
     fn wait(&mut self) -> anyhow::Result<()> {
-        let mut child = self.child.take().expect("waited once");
-        let status = child
-            .wait()
-            .with_context(|| format!("cannot wait for `{}`", self.spawn.name))?;
-        let tail = judge(
-            &self.spawn.name,
-            status,
-            &mut self.stderr,
-            self.spawn.fail_on_stderr,
-        )?;
+        let tail = wait_and_judge(&mut self.child, &self.spawn, &mut self.stderr)?;
         if !tail.is_empty() {
             eprintln!("{}: {tail}", self.spawn.name);
         }
@@ -304,8 +297,10 @@ impl Write for ChildSink {
 
 impl Drop for ChildSink {
     fn drop(&mut self) {
-        drop(self.stdin.take());
+        // Kill first: closing stdin first would let the tool see an end of input and
+        // commit what it has read.
         kill(&mut self.child);
+        drop(self.stdin.take());
     }
 }
 

@@ -326,9 +326,24 @@ fn stream_into(
     });
     match released {
         Ok(()) => tool.finish(),
-        // A failed write usually means the tool stopped first: its error is the cause.
-        Err(e) => Err(tool.abort().unwrap_or(e)),
+        Err(e) if blames_the_data(&e) => {
+            tool.kill();
+            Err(e)
+        }
+        // A failed write means the tool stopped first: its error is the cause.
+        Err(e) => Err(tool.failure().unwrap_or(e)),
     }
+}
+
+/// True when the backup itself failed (hashes, decryption, decompression, the key),
+/// not the writing into the tool.
+fn blames_the_data(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<Error>(),
+            Some(Error::Integrity(_) | Error::Config(_))
+        )
+    })
 }
 
 /// A writer that passes everything on except the last `keep` bytes.
