@@ -386,13 +386,15 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()?,
                 None => recipients.clone(),
             };
-            let sources = match job.source {
-                SourceConfig::Sqlite { path } => vec![SourceConfig::Sqlite {
+            // Each `[[job]]` gives one job, except a multi-database postgres one.
+            let one = |source| vec![(job.name.clone(), source)];
+            let parts = match job.source {
+                SourceConfig::Sqlite { path } => one(SourceConfig::Sqlite {
                     path: base.join(path),
-                }],
-                SourceConfig::Files { path } => vec![SourceConfig::Files {
+                }),
+                SourceConfig::Files { path } => one(SourceConfig::Files {
                     path: base.join(path),
-                }],
+                }),
                 SourceConfig::Command {
                     command,
                     extension,
@@ -421,42 +423,33 @@ impl Settings {
                             "source.extension `{ext}` may hold only letters, digits and dots"
                         )));
                     }
-                    vec![SourceConfig::Command {
+                    one(SourceConfig::Command {
                         command,
                         extension,
                         env,
                         fail_on_stderr,
                         restore_command,
-                    }]
+                    })
                 }
-                SourceConfig::Postgres(pg) => {
-                    let parts = pg
-                        .expand(&job.name, &base)
-                        .map_err(|e| j(format!("source: {e}")))?;
-                    for (name, source) in parts {
-                        if name != job.name && !seen.insert(name.clone()) {
-                            return Err(bad(format!("job `{name}` is defined twice")));
-                        }
-                        jobs.push(Job {
-                            name,
-                            group: job.name.clone(),
-                            schedule: job.schedule.clone(),
-                            recipients: job_recipients.clone(),
-                            source: SourceConfig::Postgres(source),
-                        });
-                    }
-                    continue;
-                }
-                SourceConfig::Mysql(m) => vec![SourceConfig::Mysql(
+                SourceConfig::Postgres(pg) => pg
+                    .expand(&job.name, &base)
+                    .map_err(|e| j(format!("source: {e}")))?
+                    .into_iter()
+                    .map(|(name, source)| (name, SourceConfig::Postgres(source)))
+                    .collect(),
+                SourceConfig::Mysql(m) => one(SourceConfig::Mysql(
                     m.validate(&base).map_err(|e| j(format!("source: {e}")))?,
-                )],
-                SourceConfig::Redis(r) => vec![SourceConfig::Redis(
+                )),
+                SourceConfig::Redis(r) => one(SourceConfig::Redis(
                     r.validate(&base).map_err(|e| j(format!("source: {e}")))?,
-                )],
+                )),
             };
-            for source in sources {
+            for (name, source) in parts {
+                if name != job.name && !seen.insert(name.clone()) {
+                    return Err(bad(format!("job `{name}` is defined twice")));
+                }
                 jobs.push(Job {
-                    name: job.name.clone(),
+                    name,
                     group: job.name.clone(),
                     schedule: job.schedule.clone(),
                     recipients: job_recipients.clone(),

@@ -158,10 +158,18 @@ fn assert_failed_cleanly(world: &World, job: &str, out: &Output, cause: &str) {
     );
 }
 
-fn restore(world: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// Runs vault with `env` added.
+fn run_vault(world: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = world.command(args);
     cmd.envs(env.iter().copied());
     cmd.output().unwrap()
+}
+
+/// An empty directory for vault's TMPDIR, to see what it leaves there.
+fn private_tmpdir(world: &World) -> std::path::PathBuf {
+    let dir = world.path("tmp");
+    fs::create_dir(&dir).unwrap();
+    dir
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -257,7 +265,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     let world = World::new();
     world.config(&pg_job(&pg, "pg", "app"));
     let env = [("APP_PG_PASSWORD", PG_PASSWORD)];
-    ok(restore(&world, &["backup", "pg"], &env), "backup");
+    ok(run_vault(&world, &["backup", "pg"], &env), "backup");
     let m = &world.manifests("pg")[0];
     assert_eq!(m["source"]["kind"], "postgres");
     assert_eq!(m["source"]["extension"], "pgdump");
@@ -268,7 +276,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     let pw = [("PGPASSWORD", PG_PASSWORD)];
     let to = pg.url("restored");
     let out = ok(
-        restore(&world, &["restore", "pg", "--to", &to, "--create"], &pw),
+        run_vault(&world, &["restore", "pg", "--to", &to, "--create"], &pw),
         "restore",
     );
     assert!(out.contains("to database restored"), "{out}");
@@ -279,27 +287,16 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     assert!(original["billing.invoices"].starts_with("120000 "));
     assert_eq!(pg_schema(&pg, "restored"), pg_schema(&pg, "app"));
     assert_eq!(pg_contents(&pg, "restored", &schemas), original);
-    for db in ["app", "restored"] {
-        assert_eq!(
-            pg.psql(
-                db,
-                "SELECT last_value || ' ' || app.score_of(42) || ' ' || \
-                 (SELECT count(*) FROM billing.unpaid) FROM billing.invoice_no"
-            ),
-            pg.psql(
-                "app",
-                "SELECT last_value || ' ' || app.score_of(42) || ' ' || \
-                 (SELECT count(*) FROM billing.unpaid) FROM billing.invoice_no"
-            )
-        );
-    }
+    // The sequence's position, the function and the view.
+    let behaviour = "SELECT last_value || ' ' || app.score_of(42) || ' ' || \
+                     (SELECT count(*) FROM billing.unpaid) FROM billing.invoice_no";
+    assert_eq!(pg.psql("restored", behaviour), pg.psql("app", behaviour));
 
     // Parallel restore goes through a private temporary file, removed afterwards.
-    let scratch = world.path("tmp");
-    fs::create_dir(&scratch).unwrap();
+    let scratch = private_tmpdir(&world);
     let tmp = scratch.to_str().unwrap();
     ok(
-        restore(
+        run_vault(
             &world,
             &[
                 "restore",
@@ -320,7 +317,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     // A non-empty database is refused without --force, and nothing changes in it.
     pg.psql("restored", "DELETE FROM billing.invoices WHERE no % 2 = 0");
     let before = pg_contents(&pg, "restored", &schemas);
-    let out = restore(&world, &["restore", "pg", "--to", &to], &pw);
+    let out = run_vault(&world, &["restore", "pg", "--to", &to], &pw);
     let err = stderr(&out);
     assert_eq!(code(&out), EXIT_USAGE, "{err}");
     assert!(
@@ -330,7 +327,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     assert_eq!(pg_contents(&pg, "restored", &schemas), before);
     // --force --clean replaces what the dump holds.
     ok(
-        restore(
+        run_vault(
             &world,
             &["restore", "pg", "--to", &to, "--force", "--clean"],
             &pw,
@@ -340,7 +337,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     assert_eq!(pg_contents(&pg, "restored", &schemas), original);
 
     // A restore without the password fails before anything, saying why.
-    let out = restore(
+    let out = run_vault(
         &world,
         &["restore", "pg", "--to", &pg.url("other"), "--create"],
         &[],
@@ -355,7 +352,7 @@ fn postgres_round_trip_keeps_schema_rows_and_checksums() {
     let at = bytes.len() - 100;
     bytes[at] ^= 0x55;
     fs::write(&data, &bytes).unwrap();
-    let out = restore(
+    let out = run_vault(
         &world,
         &["restore", "pg", "--to", &pg.url("damaged"), "--create"],
         &pw,
@@ -395,7 +392,7 @@ fn postgres_backup_under_pgbench_load_restores_consistently() {
     });
     let world = World::new();
     world.config(&pg_job(&pg, "bench", "bench"));
-    let backup = restore(
+    let backup = run_vault(
         &world,
         &["backup", "bench"],
         &[("APP_PG_PASSWORD", PG_PASSWORD)],
@@ -406,7 +403,7 @@ fn postgres_backup_under_pgbench_load_restores_consistently() {
     ok(backup, "backup under load");
 
     ok(
-        restore(
+        run_vault(
             &world,
             &["restore", "bench", "--to", &pg.url("copy"), "--create"],
             &[("PGPASSWORD", PG_PASSWORD)],
@@ -458,7 +455,7 @@ fn postgres_multi_database_jobs_and_globals() {
         pg.port
     ));
     let out = ok(
-        restore(
+        run_vault(
             &world,
             &["backup", "cluster"],
             &[("APP_PG_PASSWORD", PG_PASSWORD)],
@@ -473,7 +470,7 @@ fn postgres_multi_database_jobs_and_globals() {
     assert_eq!(list.matches("postgres").count(), 3, "{list}");
     let pw = [("PGPASSWORD", PG_PASSWORD)];
     ok(
-        restore(
+        run_vault(
             &world,
             &[
                 "restore",
@@ -496,7 +493,7 @@ fn postgres_multi_database_jobs_and_globals() {
     ]);
     let sql = fs::read_to_string(&globals).unwrap();
     assert!(sql.contains("CREATE ROLE reporting"), "{sql}");
-    let out = restore(
+    let out = run_vault(
         &world,
         &["restore", "cluster.globals", "--to", &pg.url("postgres")],
         &pw,
@@ -518,18 +515,18 @@ fn postgres_failures_name_the_job_and_leave_no_manifest() {
     let world = World::new();
     world.config(&pg_job(&pg, "pg", "big"));
 
-    let out = restore(&world, &["backup", "pg"], &[("APP_PG_PASSWORD", "wrong")]);
+    let out = run_vault(&world, &["backup", "pg"], &[("APP_PG_PASSWORD", "wrong")]);
     assert_failed_cleanly(&world, "pg", &out, "password authentication failed");
     assert!(!stderr(&out).contains("wrong"), "the password was printed");
 
-    let out = restore(&world, &["backup", "pg"], &[]);
+    let out = run_vault(&world, &["backup", "pg"], &[]);
     assert_eq!(code(&out), EXIT_USAGE);
     assert!(stderr(&out).contains("APP_PG_PASSWORD"), "{}", stderr(&out));
 
     let nobody = World::new();
     let port = dbharness::free_port();
     nobody.config(&pg_job(&pg, "pg", "big").replace(&pg.port.to_string(), &port.to_string()));
-    let out = restore(
+    let out = run_vault(
         &nobody,
         &["backup", "pg"],
         &[("APP_PG_PASSWORD", PG_PASSWORD)],
@@ -554,7 +551,7 @@ fn postgres_failures_name_the_job_and_leave_no_manifest() {
         "password_env",
         &format!("bin_dir = \"{}\", password_env", old.display()),
     ));
-    let out = restore(
+    let out = run_vault(
         &older,
         &["backup", "pg"],
         &[("APP_PG_PASSWORD", PG_PASSWORD)],
@@ -652,11 +649,10 @@ fn mariadb_round_trip_keeps_tables_triggers_and_routines() {
     my.sql(None, MARIADB_FIXTURE);
     let world = World::new();
     world.config(&mariadb_job(&my, "database = \"shop\""));
-    let scratch = world.path("tmp");
-    fs::create_dir(&scratch).unwrap();
+    let scratch = private_tmpdir(&world);
     let tmp = scratch.to_str().unwrap();
     ok(
-        restore(
+        run_vault(
             &world,
             &["backup", "shop"],
             &[("SHOP_DB_PASSWORD", MARIADB_PASSWORD), ("TMPDIR", tmp)],
@@ -675,7 +671,7 @@ fn mariadb_round_trip_keeps_tables_triggers_and_routines() {
     let pw = [("MYSQL_PWD", MARIADB_PASSWORD)];
     let to = format!("mysql://root@127.0.0.1:{}/shop_copy", my.port);
     ok(
-        restore(&world, &["restore", "shop", "--to", &to, "--create"], &pw),
+        run_vault(&world, &["restore", "shop", "--to", &to, "--create"], &pw),
         "restore",
     );
     let original = mariadb_state(&my, "shop");
@@ -700,7 +696,7 @@ fn mariadb_round_trip_keeps_tables_triggers_and_routines() {
 
     // Non-empty: refused without --force, nothing changed.
     let before = mariadb_state(&my, "shop_copy");
-    let out = restore(&world, &["restore", "shop", "--to", &to], &pw);
+    let out = run_vault(&world, &["restore", "shop", "--to", &to], &pw);
     assert_eq!(code(&out), EXIT_USAGE, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("database shop_copy"),
@@ -738,7 +734,7 @@ fn wrong_password_then_dying_server(
     (denied, tool): (&str, &str),
     stop: impl FnOnce(),
 ) {
-    let out = restore(world, &["backup", job], &[(var, "wrong")]);
+    let out = run_vault(world, &["backup", job], &[(var, "wrong")]);
     assert_failed_cleanly(world, job, &out, denied);
     let out = backup_with_server_dying(world, job, &[(var, password)], tool, 1 << 20, stop);
     assert_failed_cleanly(world, job, &out, tool);
@@ -780,7 +776,7 @@ fn redis_rdb_round_trip_keeps_every_type_and_ttls() {
     let world = World::new();
     world.config(&redis_job(&r));
     ok(
-        restore(
+        run_vault(
             &world,
             &["backup", "cache"],
             &[("CACHE_PASSWORD", REDIS_PASSWORD)],
@@ -791,7 +787,7 @@ fn redis_rdb_round_trip_keeps_every_type_and_ttls() {
 
     let dir = world.path("restored");
     fs::create_dir(&dir).unwrap();
-    let out = restore(
+    let out = run_vault(
         &world,
         &["restore", "cache", "--to", dir.to_str().unwrap()],
         &[],
@@ -840,8 +836,8 @@ fn redis_failures_name_the_job_and_leave_no_manifest() {
 // ---------------------------------------------------------------------------------
 // Passwords and command sources
 
-/// Runs a backup while scanning every command line; returns how many scans saw the
-/// dump tool running.
+/// Runs a backup while scanning every command line for `secret`, and checks that the
+/// scan saw `tool` running; returns vault's output.
 fn scan_backup(world: &World, job: &str, env: &[(&str, &str)], tool: &str, secret: &str) -> Output {
     let mut vault = spawn_backup(world, job, env);
     let pid = wait_for_child(vault.id(), tool, &mut vault);

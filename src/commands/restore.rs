@@ -47,7 +47,7 @@ enum Destination {
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
-    let mut destination = match &args.output {
+    let early = match &args.output {
         Some(path) if path.as_os_str() == "-" => Some(Destination::Stdout),
         Some(path) => Some(Destination::File {
             path: path.clone(),
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         None if args.to.is_some() => None,
         None => Some(Destination::Stdout),
     };
-    if let Some(d) = &destination {
+    if let Some(d) = &early {
         check_destination(d)?;
         if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
             return Err(Error::config(
@@ -86,7 +86,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         .filter_map(|e| e.manifest.as_ref().ok())
         .collect();
     let manifest = catalog::select(&args.job, &good, &selection)?.clone();
-    let destination = match (destination.take(), &args.to) {
+    let destination = match (early, &args.to) {
         (Some(d), _) => d,
         (None, Some(to)) => {
             let d = match server::resolve(&manifest, to, args, settings)? {

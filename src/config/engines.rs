@@ -120,26 +120,26 @@ impl PasswordFrom {
         }
     }
 
-    /// Reads the password now; `what` names the job in errors. Never printed.
-    pub fn read(&self, what: &str) -> anyhow::Result<Option<String>> {
+    /// Reads the password now (the caller's context names the job). Never printed.
+    pub fn read(&self) -> anyhow::Result<Option<String>> {
         use crate::error::Error;
         match self {
             PasswordFrom::None => Ok(None),
             PasswordFrom::Env(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(v)),
                 _ => Err(Error::config(format!(
-                    "{what}: password_env names {var}, which is not set in vault's environment"
+                    "source: password_env names {var}, which is not set in vault's environment"
                 ))
                 .into()),
             },
             PasswordFrom::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::config(format!("{what}: password_file {}: {e}", path.display()))
+                    Error::config(format!("source: password_file {}: {e}", path.display()))
                 })?;
                 let line = text.lines().next().unwrap_or("").to_string();
                 if line.is_empty() {
                     return Err(Error::config(format!(
-                        "{what}: password_file {} is empty",
+                        "source: password_file {} is empty",
                         path.display()
                     ))
                     .into());

@@ -28,7 +28,6 @@ pub struct Spawn {
     pub args: Vec<String>,
     /// Added to vault's own environment (passwords go here).
     pub env: Vec<(String, String)>,
-    pub env_remove: Vec<String>,
     /// Fail when the program writes anything to stderr.
     pub fail_on_stderr: bool,
     /// The program reports progress on stderr: log it at debug level, not as a warning.
@@ -44,7 +43,6 @@ impl Spawn {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
-            env_remove: Vec::new(),
             fail_on_stderr: false,
             chatty: false,
             guard: None,
@@ -72,9 +70,6 @@ impl Spawn {
             .stdin(stdin)
             .stdout(stdout)
             .stderr(Stdio::piped());
-        for k in &self.env_remove {
-            cmd.env_remove(k);
-        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -213,10 +208,9 @@ impl DumpStream for ChildStream {
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
         let tail = wait_and_judge(&mut self.child, &self.spawn, &mut self.stderr)?;
         self.stdout.verify(&self.spawn.name)?;
-        if tail.is_empty() {
-        } else if self.spawn.chatty {
+        if self.spawn.chatty {
             tracing::debug!(program = %self.spawn.name, "stderr: {tail}");
-        } else {
+        } else if !tail.is_empty() {
             tracing::warn!(program = %self.spawn.name, "the command wrote to stderr: {tail}");
         }
         Ok(())

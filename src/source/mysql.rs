@@ -105,7 +105,7 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         port: m.port,
         socket: m.socket.clone(),
         user: m.user.clone(),
-        password: m.password.read("source")?,
+        password: m.password.read()?,
     };
     let mut s = conn.spawn(&name, program)?.args([
         "--single-transaction",

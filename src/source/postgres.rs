@@ -51,7 +51,7 @@ fn client(pg: &PostgresSource, name: &str) -> anyhow::Result<Spawn> {
     if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
         s = s.env("PGCONNECT_TIMEOUT", "30");
     }
-    if let Some(password) = pg.password().read("source")? {
+    if let Some(password) = pg.password().read()? {
         s = s.env("PGPASSWORD", password);
     }
     if let Some(passfile) = &pg.passfile {
@@ -255,28 +255,27 @@ pub mod restore {
         Ok(())
     }
 
-    /// `pg_restore` into the target, reading the archive from stdin (one transaction)
-    /// or from `file` (with `jobs` workers).
+    /// `pg_restore` into the target, reading the archive from stdin in one transaction,
+    /// or, given `(file, jobs)`, from that file with `jobs` workers.
     pub fn spawn(
         t: &Target,
         clean: bool,
-        jobs: Option<u32>,
-        file: Option<&std::path::Path>,
+        parallel: Option<(&std::path::Path, u32)>,
         extra: &[String],
     ) -> anyhow::Result<ChildSink> {
         let mut s = client(&t.source, "pg_restore")?.arg("--exit-on-error");
         if clean {
             s = s.args(["--clean", "--if-exists"]);
         }
-        match (jobs, file) {
-            (Some(n), Some(_)) => s = s.arg(format!("--jobs={n}")),
-            _ => s = s.arg("--single-transaction"),
-        }
+        s = match parallel {
+            Some((_, jobs)) => s.arg(format!("--jobs={jobs}")),
+            None => s.arg("--single-transaction"),
+        };
         s = s
             .args(extra.iter().cloned())
             .arg(format!("--dbname={}", dbname_arg(&t.source, &t.database)));
-        if let Some(f) = file {
-            s = s.arg(f.display().to_string());
+        if let Some((file, _)) = parallel {
+            s = s.arg(file.display().to_string());
         }
         ChildSink::start(s, Stdio::null())
     }

@@ -29,7 +29,7 @@ pub fn open(r: &RedisSource) -> anyhow::Result<Box<dyn DumpStream>> {
         .arg(r.port.unwrap_or(6379).to_string());
     // redis-cli reports its progress on stderr: not worth a warning.
     s.chatty = true;
-    if let Some(password) = r.password.read("source")? {
+    if let Some(password) = r.password.read()? {
         s = s.env("REDISCLI_AUTH", password);
     }
     if let Some(user) = &r.user {

@@ -145,14 +145,12 @@ impl<R: Read> Read for Checked<R> {
             self.pass_on(&buf[..n]);
             return Ok(n);
         }
-        // Fill `held` beyond the hold-back, then pass on what is certainly not the marker.
+        // Fill `held` beyond the hold-back (reading through the caller's buffer), then
+        // pass on what is certainly not the marker.
         while !self.eof && self.held.len() <= keep {
-            let mut chunk = vec![0u8; buf.len().max(8192)];
-            let n = self.inner.read(&mut chunk)?;
-            if n == 0 {
-                self.eof = true;
-            }
-            self.held.extend_from_slice(&chunk[..n]);
+            let n = self.inner.read(buf)?;
+            self.eof = n == 0;
+            self.held.extend_from_slice(&buf[..n]);
         }
         let mut available = self.held.len().saturating_sub(keep);
         if self.eof && available == 0 && !self.held.is_empty() {

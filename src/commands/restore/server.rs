@@ -280,8 +280,7 @@ impl Plan {
                 let mut out = io::BufWriter::with_capacity(crate::pipe::CHUNK, file);
                 pipeline::restore(object, identities, manifest, &mut out)?;
                 out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                let tool =
-                    postgres::restore::spawn(&target, clean, Some(jobs), Some(&path), &extra)?;
+                let tool = postgres::restore::spawn(&target, clean, Some((&path, jobs)), &extra)?;
                 tool.finish().context("pg_restore failed")?;
             }
             Plan::Postgres {
@@ -290,7 +289,7 @@ impl Plan {
                 extra,
                 ..
             } => {
-                let tool = postgres::restore::spawn(&target, clean, None, None, &extra)?;
+                let tool = postgres::restore::spawn(&target, clean, None, &extra)?;
                 stream_into(tool, object, identities, manifest).context("pg_restore failed")?;
             }
             Plan::Mysql { target, extra, .. } => {
