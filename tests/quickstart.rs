@@ -47,7 +47,10 @@ fn readme_quick_start_works_on_a_clean_clone() {
 
     // The clone itself is pristine; its build shares this checkout's target directory,
     // so the dependencies the test build compiled are reused and only the vault crate
-    // (at the clone's path) is built again.
+    // (at the clone's path) is built again. That build writes target/debug/vault, the
+    // binary the other tests run: it is put back afterwards, so they always test this
+    // checkout (with its uncommitted changes), not the clone's commit.
+    let _restore = RestoreBinary::save(Path::new(env!("CARGO_BIN_EXE_vault")), tmp.path());
     let mut cmd = Command::new("sh");
     // As a newcomer's shell would be: without the variables cargo sets for tests (some
     // are read by dependencies' build scripts and would make the build start over).
@@ -78,5 +81,32 @@ fn readme_quick_start_works_on_a_clean_clone() {
             demo.join(file).exists(),
             "{file} missing from the demo directory"
         );
+    }
+}
+
+/// Puts a binary back as it was when dropped.
+struct RestoreBinary {
+    path: std::path::PathBuf,
+    saved: std::path::PathBuf,
+}
+
+impl RestoreBinary {
+    fn save(path: &Path, dir: &Path) -> RestoreBinary {
+        let saved = dir.join("vault-under-test");
+        std::fs::copy(path, &saved).expect("copy the vault binary aside");
+        RestoreBinary {
+            path: path.to_path_buf(),
+            saved,
+        }
+    }
+}
+
+impl Drop for RestoreBinary {
+    fn drop(&mut self) {
+        // Copied next to it, then renamed over it: never a half-written binary.
+        let next = self.path.with_extension("restoring");
+        std::fs::copy(&self.saved, &next)
+            .and_then(|_| std::fs::rename(&next, &self.path))
+            .expect("put the vault binary under test back");
     }
 }

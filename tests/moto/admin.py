@@ -8,10 +8,16 @@ Commands:
     create-bucket NAME [--default-mode COMPLIANCE|GOVERNANCE (--default-days N | --default-years N)]
         A bucket with Object Lock enabled (and so versioning), optionally with a default
         retention rule. Prints {"bucket": NAME}.
-    create-user NAME --policy FILE [--policy FILE ...] [--var KEY=VALUE ...]
+    create-user NAME (--policy FILE | --policy-json JSON)... [--var KEY=VALUE ...]
         An IAM user with each FILE (a JSON policy document, every ${KEY} replaced by
-        VALUE) as an inline policy named after the file's stem, and an access key.
-        Prints {"access_key_id": ..., "secret_access_key": ...}.
+        VALUE) as an inline policy named after the file's stem, each --policy-json
+        document (given inline, or `-` for standard input) as one named inline-N, and
+        an access key. Prints {"access_key_id": ..., "secret_access_key": ...}.
+    create-role NAME (--policy FILE | --policy-json JSON)... [--var KEY=VALUE ...]
+        The same for a role anyone may assume. Prints {"arn": ...}.
+    create-access-key NAME
+        Another access key of an existing user (a user may hold two). Prints
+        {"access_key_id": ..., "secret_access_key": ...}.
 
 Errors go to stderr with a non-zero exit status.
 """
@@ -65,11 +71,13 @@ def create_bucket(args: argparse.Namespace) -> dict:
     return {"bucket": args.name}
 
 
-def load_policy(path: str, variables: dict[str, str]) -> str:
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise Failure(f"cannot read policy {path}: {e}")
+def load_policy(path: str, variables: dict[str, str], text: str | None = None) -> str:
+    """A policy document from the file `path` (or `text`, named `path` in errors)."""
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise Failure(f"cannot read policy {path}: {e}")
     for name, value in variables.items():
         text = text.replace("${" + name + "}", value)
     left = sorted(set(re.findall(r"\$\{[^}]*\}", text)))
@@ -95,6 +103,18 @@ def load_policies(args: argparse.Namespace) -> dict[str, str]:
         if name in policies:
             raise Failure(f"two policies named {name!r}; policy names come from file stems")
         policies[name] = load_policy(path, variables)
+    stdin_used = False
+    for number, text in enumerate(args.policy_json, start=1):
+        if text == "-":
+            if stdin_used:
+                raise Failure("--policy-json - given twice: standard input holds one document")
+            stdin_used, text = True, sys.stdin.read()
+        name = f"inline-{number}"
+        if name in policies:
+            raise Failure(f"a policy file is named {name!r}, like a --policy-json policy")
+        policies[name] = load_policy(f"--policy-json #{number}", variables, text)
+    if not policies:
+        raise Failure("give at least one --policy FILE or --policy-json JSON")
     return policies
 
 
@@ -126,6 +146,11 @@ def create_user(args: argparse.Namespace) -> dict:
     return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
 
+def create_access_key(args: argparse.Namespace) -> dict:
+    key = client(args, "iam").create_access_key(UserName=args.name)["AccessKey"]
+    return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Admin actions against the vault test S3 server.")
     parser.add_argument("--endpoint", default=os.environ.get("VAULT_MOTO_ENDPOINT"))
@@ -142,15 +167,18 @@ def main() -> int:
 
     user = commands.add_parser("create-user", help="IAM user with inline policies and an access key")
     user.add_argument("name")
-    user.add_argument("--policy", action="append", required=True, metavar="FILE")
-    user.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
-    user.set_defaults(run=create_user)
-
     role = commands.add_parser("create-role", help="IAM role with inline policies")
     role.add_argument("name")
-    role.add_argument("--policy", action="append", required=True, metavar="FILE")
-    role.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    for sub in (user, role):
+        sub.add_argument("--policy", action="append", default=[], metavar="FILE")
+        sub.add_argument("--policy-json", action="append", default=[], metavar="JSON", help="a policy document, or - for stdin")
+        sub.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    user.set_defaults(run=create_user)
     role.set_defaults(run=create_role)
+
+    access_key = commands.add_parser("create-access-key", help="another access key of an existing user")
+    access_key.add_argument("name")
+    access_key.set_defaults(run=create_access_key)
 
     args = parser.parse_args()
     for option, value in (

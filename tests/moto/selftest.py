@@ -97,10 +97,10 @@ def crc32(data: bytes) -> str:
 class Server:
     """server.py as a subprocess, held by a stdin pipe like the Rust harness does."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self.stderr = tempfile.TemporaryFile()  # a file, not a pipe: it cannot fill up and block the server
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "server.py")],
+            [sys.executable, str(HERE / "server.py"), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -420,6 +420,22 @@ def list_parts_root(c: Ctx) -> None:
     expect(seen and b"<ListPartsResult" in seen[0], f"ListParts root element: {seen[:1]}")
 
 
+@check("versioning-root-element")
+def versioning_root(c: Ctx) -> None:
+    seen = []
+
+    def keep(http_response, **_):
+        seen.append(http_response.content)
+
+    c.admin.meta.events.register("after-call.s3.GetBucketVersioning", keep)
+    try:
+        status = c.admin.get_bucket_versioning(Bucket=LOCK).get("Status")
+    finally:
+        c.admin.meta.events.unregister("after-call.s3.GetBucketVersioning", keep)
+    expect(status == "Enabled", f"versioning status {status!r}")
+    expect(seen and b"<VersioningConfiguration" in seen[0], f"GetBucketVersioning root element: {seen[:1]}")
+
+
 @check("web-identity-is-unsigned")
 def web_identity(c: Ctx) -> None:
     import boto3
@@ -627,6 +643,177 @@ def lock_basics(c: Ctx) -> None:
     expect([x["VersionId"] for x in listing.get("Versions", [])] == [v], f"versions: {listing.get('Versions')}")
     expect([x["VersionId"] for x in listing.get("DeleteMarkers", [])] == [marker["VersionId"]],
            f"delete markers: {listing.get('DeleteMarkers')}")
+
+
+@check("bucket-policy-validation")
+def policy_validation(c: Ctx) -> None:
+    b = "vault-policy"
+    c.admin_cli("create-bucket", b)
+    for body in ("vault doctor: not a policy", "[]", '{"Version": "2012-10-17"}', '{"Statement": [{"Action": "s3:*"}]}'):
+        expect_error("MalformedPolicy", 400, c.admin.put_bucket_policy, Bucket=b, Policy=body)
+    expect_error("NoSuchBucketPolicy", 404, c.admin.get_bucket_policy, Bucket=b)
+    c.put(b, "still/readable")  # moto would answer 500 to every request once it held a broken policy
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+                         "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{b}/never/*"}]})
+    c.admin.put_bucket_policy(Bucket=b, Policy=policy)
+    expect_error("MalformedPolicy", 400, c.admin.put_bucket_policy, Bucket=b, Policy="{")
+    expect(c.admin.get_bucket_policy(Bucket=b)["Policy"] == policy, "a refused policy replaced the stored one")
+    c.admin.get_object(Bucket=b, Key="still/readable")["Body"].read()
+
+
+@check("lifecycle-validation")
+def lifecycle_validation(c: Ctx) -> None:
+    b = "vault-lifecycle"
+    c.admin_cli("create-bucket", b)
+    good = {"ID": "abort", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+    c.admin.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [good]})
+    for bad in ({"Expiration": {"Days": 0}}, {"NoncurrentVersionExpiration": {"NoncurrentDays": 0}},
+                {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 0}}):
+        rule = {"ID": "vault-doctor", "Status": "Enabled", "Filter": {"Prefix": "x/"}, **bad}
+        expect_error("InvalidArgument", 400, c.admin.put_bucket_lifecycle_configuration, Bucket=b,
+                     LifecycleConfiguration={"Rules": [good, rule]})
+    rules = c.admin.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+    expect([r["ID"] for r in rules] == ["abort"], f"a refused lifecycle changed the stored one: {rules}")
+
+
+@check("lock-config-validation")
+def lock_config_validation(c: Ctx) -> None:
+    expect_error("MalformedXML", 400, c.admin.put_object_lock_configuration, Bucket=DEFAULT, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE"}}})
+    cfg = c.admin.get_object_lock_configuration(Bucket=DEFAULT)["ObjectLockConfiguration"]
+    expect(cfg["Rule"]["DefaultRetention"] == {"Mode": "COMPLIANCE", "Days": 1}, f"refused rule changed the default: {cfg}")
+
+
+@check("doctor probes are answered after authorisation, harmlessly (stock moto + patches)")
+def doctor_probes(c: Ctx) -> None:
+    # vault doctor reads any non-403 answer as "allowed": each of its probes must be
+    # authorised first, then refused (or be a no-op) without changing the bucket.
+    key = "doctor/.vault-doctor/canary"
+    until = (now() + DAY).replace(microsecond=0)
+    version = c.put(LOCK, key, ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
+    bogus = version[:-1] + ("0" if version[-1] != "0" else "1")
+    nobody = c.user("doctor-nobody", [allow("s3:GetObject", "no-such-bucket")])
+    probes = [  # (request, answer when allowed)
+        (lambda s3: s3.delete_object(Bucket=LOCK, Key=key, VersionId=bogus), None),
+        (lambda s3: s3.abort_multipart_upload(Bucket=LOCK, Key=key, UploadId="vault-doctor-no-such-upload"),
+         ("NoSuchUpload", 404)),
+        (lambda s3: s3.put_object(Bucket=LOCK, Key=key, Body=b"probe", IfNoneMatch="*"), ("PreconditionFailed", 412)),
+        (lambda s3: s3.put_object_legal_hold(Bucket=LOCK, Key=key, VersionId=version, LegalHold={"Status": "OFF"}), None),
+        (lambda s3: s3.put_bucket_versioning(Bucket=LOCK, VersioningConfiguration={"Status": "Suspended"}),
+         ("InvalidBucketState", 409)),
+        (lambda s3: s3.delete_bucket(Bucket=LOCK), ("BucketNotEmpty", 409)),
+        (lambda s3: s3.put_bucket_policy(Bucket=LOCK, Policy="vault doctor: not a policy"), ("MalformedPolicy", 400)),
+        (lambda s3: s3.put_bucket_lifecycle_configuration(Bucket=LOCK, LifecycleConfiguration={"Rules": [
+            {"ID": "vault-doctor", "Status": "Enabled", "Filter": {"Prefix": "doctor/"}, "Expiration": {"Days": 0}}]}),
+         ("InvalidArgument", 400)),
+        (lambda s3: s3.put_object_lock_configuration(Bucket=LOCK, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE"}}}), ("MalformedXML", 400)),
+    ]
+    for i, (request, answer) in enumerate(probes):
+        got = error_of(request, nobody)
+        expect(got is not None and got[1] == 403, f"probe {i} not denied to a user without permission: {got or 'success'}")
+        got = error_of(request, c.admin)
+        expect(got == answer, f"probe {i} as admin: expected {answer or 'success'}, got {got or 'success'}")
+    versions = c.admin.list_object_versions(Bucket=LOCK, Prefix=key)
+    expect([v["VersionId"] for v in versions.get("Versions", [])] == [version] and not versions.get("DeleteMarkers"),
+           f"the probes changed the canary's versions: {versions.get('Versions')}")
+    expect_error("NoSuchBucketPolicy", 404, c.admin.get_bucket_policy, Bucket=LOCK)
+    expect_error("NoSuchLifecycleConfiguration", 404, c.admin.get_bucket_lifecycle_configuration, Bucket=LOCK)
+    expect(c.admin.get_bucket_versioning(Bucket=LOCK).get("Status") == "Enabled", "versioning changed")
+    head = c.admin.head_object(Bucket=LOCK, Key=key, VersionId=version)
+    expect(head.get("ObjectLockMode") == "COMPLIANCE" and utc(head["ObjectLockRetainUntilDate"]) == until,
+           f"the canary's lock changed: {head.get('ObjectLockMode')} {head.get('ObjectLockRetainUntilDate')}")
+
+
+@check("principals: STS and IAM (stock moto)")
+def principals(c: Ctx) -> None:
+    # AWS answers GetCallerIdentity to any valid credential, whatever its policies (an
+    # explicit Deny included); vault doctor asks each identity who it is. IAM calls are
+    # authorised like any other: vault doctor warns when the writer gets an answer.
+    c.iam.create_user(UserName="who")
+    c.iam.put_user_policy(UserName="who", PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17",
+                          "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}))
+    key = c.iam.create_access_key(UserName="who")["AccessKey"]
+    keys = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    me = c.client("sts", keys).get_caller_identity()
+    expect(me["Arn"].endswith(":user/who"), f"GetCallerIdentity: {me}")
+    expect_denied(c.client("iam", keys).get_account_summary)
+    c.iam.put_user_policy(UserName="who", PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17",
+                          "Statement": [{"Effect": "Allow", "Action": "iam:GetAccountSummary", "Resource": "*"}]}))
+    expect("SummaryMap" in c.client("iam", keys).get_account_summary(), "GetAccountSummary allowed but not answered")
+
+
+@check("admin.py --policy-json and create-access-key")
+def admin_policy_json(c: Ctx) -> None:
+    document = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::${VAULT_BUCKET}"}]})
+    env = dict(os.environ, VAULT_MOTO_ENDPOINT=c.endpoint, VAULT_MOTO_ADMIN_KEY=c.admin_keys["access_key_id"],
+               VAULT_MOTO_ADMIN_SECRET=c.admin_keys["secret_access_key"])
+    done = subprocess.run([sys.executable, str(HERE / "admin.py"), "create-user", "lister", "--policy-json", "-",
+                           "--var", f"VAULT_BUCKET={LOCK}"], input=document, env=env, capture_output=True, text=True,
+                          timeout=30)
+    expect(done.returncode == 0, f"create-user --policy-json -: {done.stderr.strip()}")
+    first = json.loads(done.stdout)
+    second = json.loads(c.admin_cli("create-access-key", "lister").stdout)
+    expect(first["access_key_id"] != second["access_key_id"], "create-access-key returned the same key")
+    for keys in (first, second):
+        c.s3(keys).list_objects_v2(Bucket=LOCK)
+        expect_denied(c.s3(keys).list_objects_v2, Bucket=DEFAULT)
+    done = c.admin_cli("create-user", "no-policy", check=False)
+    expect(done.returncode != 0 and "at least one" in done.stderr, f"create-user without a policy: {done}")
+
+
+@check("test hook expire-lock")
+def expire_lock(c: Ctx) -> None:
+    until = now() + DAY
+    version = c.put(LOCK, "hook/obj", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
+    expect_denied(c.admin.delete_object, Bucket=LOCK, Key="hook/obj", VersionId=version)
+
+    def hook(query: str, method: str = "POST") -> int:
+        request = urllib.request.Request(f"{c.endpoint}/_vault_test/expire-lock?{query}", data=b"", method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    expect(hook(f"bucket={LOCK}&key=hook/obj&versionId={version}") == 204, "expire-lock did not answer 204")
+    head = c.admin.head_object(Bucket=LOCK, Key="hook/obj", VersionId=version)
+    expect(head.get("ObjectLockMode") == "COMPLIANCE" and utc(head["ObjectLockRetainUntilDate"]) < now(),
+           f"lock not expired: {head.get('ObjectLockMode')} {head.get('ObjectLockRetainUntilDate')}")
+    c.admin.delete_object(Bucket=LOCK, Key="hook/obj", VersionId=version)
+    expect(hook(f"bucket={LOCK}&key=hook/obj&versionId={version}") == 404, "expire-lock of a deleted version")
+    expect(hook(f"bucket=no-such-bucket&key=k&versionId=v") == 404, "expire-lock in a missing bucket")
+    expect(hook(f"bucket={LOCK}&key=hook/obj") == 400, "expire-lock without versionId")
+    expect(hook(f"bucket={LOCK}&key=hook/obj&versionId={version}", "GET") == 405, "expire-lock by GET")
+
+
+@check("--without PATCH")
+def without(c: Ctx) -> None:
+    done = subprocess.run([sys.executable, str(HERE / "server.py"), "--without", "no-such-patch"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    expect(done.returncode != 0 and "no-such-patch" in done.stderr and "retention-change-rules" in done.stderr,
+           f"an unknown --without name was accepted: {done.returncode} {done.stderr.strip()[-300:]}")
+    stock = Server("--without", "retention-change-rules")
+    try:
+        info = stock.info
+        admin = boto3.client("s3", endpoint_url=info["endpoint"], region_name=REGION,
+                             aws_access_key_id=info["admin"]["access_key_id"],
+                             aws_secret_access_key=info["admin"]["secret_access_key"],
+                             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        admin.create_bucket(Bucket=LOCK, ObjectLockEnabledForBucket=True)
+        t = now().replace(microsecond=0)
+        version = admin.put_object(Bucket=LOCK, Key="k", Body=b"x", ObjectLockMode="COMPLIANCE",
+                                   ObjectLockRetainUntilDate=t + 2 * DAY)["VersionId"]
+        admin.put_object_retention(Bucket=LOCK, Key="k", VersionId=version,
+                                   Retention={"Mode": "COMPLIANCE", "RetainUntilDate": t + DAY})
+        r = admin.get_object_retention(Bucket=LOCK, Key="k", VersionId=version)["Retention"]
+        expect(utc(r["RetainUntilDate"]) == t + DAY, f"stock moto did not shorten COMPLIANCE retention: {r}")
+        expect("'retention-change-rules' is off" in stock.errors(), "server.py did not say the patch is off")
+    finally:
+        code = stock.stop()
+    expect(code == 0, f"server.py --without exited with {code}")
 
 
 def unexpected(e: Exception) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local S3 server for vault's integration tests: moto 5.2.5, Object Lock, IAM enforced.
 
-    python3 tests/moto/server.py [--port N]
+    python3 tests/moto/server.py [--port N] [--without PATCH ...]
 
 Starts moto's server on 127.0.0.1 (a free port unless --port is given), creates an
 admin user (Allow * on *) with the three requests moto lets through unauthenticated,
@@ -17,7 +17,12 @@ caller's IAM policies. Request logs go to stderr when VAULT_MOTO_VERBOSE=1.
 Stock moto differs from AWS in ways that matter for Object Lock; the patches below
 correct those, each with the AWS behaviour it restores. If moto changes so that a
 patch no longer fits, the server refuses to start and names the patch.
-selftest.py proves each patch still works.
+selftest.py proves each patch still works. `--without PATCH` leaves a patch off (stock
+moto behaviour, e.g. a backend that lets COMPLIANCE retention be shortened); an
+unknown name is an error.
+
+Test hooks outside S3's API (unauthenticated, loopback only) are described in
+TestHooks: POST /_vault_test/expire-lock ends one object version's lock.
 """
 
 from __future__ import annotations
@@ -649,6 +654,97 @@ def _():
     S3Backend.get_object_lock_configuration = get_object_lock_configuration
 
 
+@patch("bucket-policy-validation")
+def _():
+    # moto stores any PutBucketPolicy body, even one that is not JSON; every later
+    # request on the bucket then fails with 500 while moto parses it.
+    # AWS: 400 MalformedPolicy unless the body is a JSON policy document (an object
+    # whose Statement is a statement or a list of them, each with Effect Allow or
+    # Deny); the stored policy is unchanged. (Checked after authorisation.)
+    orig = original(S3Backend, "put_bucket_policy", ("self", "bucket_name", "policy"))
+    require_names(s3_exceptions, "S3ClientError")
+
+    def malformed(why: str):
+        return s3_exceptions.S3ClientError("MalformedPolicy", f"Policies must be valid JSON: {why}")
+
+    def put_bucket_policy(self, bucket_name, policy):
+        try:
+            document = json.loads(policy)
+        except (ValueError, UnicodeDecodeError):
+            raise malformed("the body is not JSON")
+        statements = document.get("Statement") if isinstance(document, dict) else None
+        if isinstance(statements, dict):
+            statements = [statements]
+        if not statements or not isinstance(statements, list):
+            raise malformed("Missing required field Statement")
+        for statement in statements:
+            if not isinstance(statement, dict) or statement.get("Effect") not in ("Allow", "Deny"):
+                raise malformed("each statement needs Effect Allow or Deny")
+        return orig(self, bucket_name, policy)
+
+    S3Backend.put_bucket_policy = put_bucket_policy
+
+
+@patch("lifecycle-validation")
+def _():
+    # moto stores lifecycle rules with a zero or negative number of days (e.g.
+    # Expiration Days=0), and clears the old rules before it finds a malformed one.
+    # AWS: 400 InvalidArgument ("'Days' for Expiration action must be a positive
+    # integer"; likewise NoncurrentDays and DaysAfterInitiation); the stored
+    # configuration is unchanged.
+    orig = original(S3Backend, "put_bucket_lifecycle_configuration", ("self", "bucket_name", "rules"))
+    periods = (  # (rule element, field, AWS's name for the action)
+        ("Expiration", "Days", "Expiration"),
+        ("NoncurrentVersionExpiration", "NoncurrentDays", "NoncurrentVersionExpiration"),
+        ("AbortIncompleteMultipartUpload", "DaysAfterInitiation", "AbortIncompleteMultipartUpload"),
+    )
+
+    def put_bucket_lifecycle_configuration(self, bucket_name, rules):
+        for rule in rules or []:
+            for element, field, action in periods:
+                value = (rule.get(element) or {}).get(field) if isinstance(rule, dict) else None
+                if value is None:
+                    continue
+                try:
+                    positive = int(value) > 0
+                except (TypeError, ValueError):
+                    positive = False
+                if not positive:
+                    raise s3_exceptions.InvalidArgumentError(
+                        f"'{field}' for {action} action must be a positive integer", field, str(value)
+                    )
+        return orig(self, bucket_name, rules)
+
+    S3Backend.put_bucket_lifecycle_configuration = put_bucket_lifecycle_configuration
+
+
+@patch("lock-config-validation")
+def _():
+    # moto accepts a PutObjectLockConfiguration rule whose DefaultRetention has a mode
+    # but neither Days nor Years, and stores it: the bucket loses its default period.
+    # AWS: 400 MalformedXML (exactly one of Days and Years); a zero or negative period
+    # is 400 InvalidArgument. The stored configuration is unchanged.
+    orig = original(
+        S3Backend,
+        "put_object_lock_configuration",
+        ("self", "bucket_name", "lock_enabled", "mode", "days", "years"),
+    )
+    require_names(s3_exceptions, "MalformedXML", "InvalidArgumentError")
+
+    def put_object_lock_configuration(self, bucket_name, lock_enabled, mode=None, days=None, years=None):
+        if mode is not None:
+            if not days and not years:
+                raise s3_exceptions.MalformedXML()
+            for name, value in (("Days", days), ("Years", years)):
+                if value is not None and value < 0:
+                    raise s3_exceptions.InvalidArgumentError(
+                        "Default retention period must be a positive integer value", name, str(value)
+                    )
+        return orig(self, bucket_name, lock_enabled, mode, days, years)
+
+    S3Backend.put_object_lock_configuration = put_object_lock_configuration
+
+
 @patch("list-parts-root-element")
 def _():
     # moto serialises ListParts with the root element <ListPartsResponse>, which
@@ -669,7 +765,31 @@ def _():
     S3Response.list_parts = list_parts
 
 
-def apply_patches() -> None:
+@patch("versioning-root-element")
+def _():
+    # moto serialises GetBucketVersioning with the root element
+    # <GetBucketVersioningResponse>, which strict clients (aws-sdk-rust) reject.
+    # AWS: the root element is <VersioningConfiguration>.
+    orig = original(S3Response, "get_bucket_versioning", ("self",))
+
+    def get_bucket_versioning(self):
+        status, headers, body = orig(self)
+        for old, new in (
+            ("<GetBucketVersioningResponse", "<VersioningConfiguration"),
+            ("</GetBucketVersioningResponse>", "</VersioningConfiguration>"),
+        ):
+            body = body.replace(old.encode(), new.encode(), 1) if isinstance(body, bytes) else body.replace(old, new, 1)
+        return status, headers, body
+
+    S3Response.get_bucket_versioning = get_bucket_versioning
+
+
+def apply_patches(without: frozenset[str] = frozenset()) -> None:
+    """Applies every patch except those named in `without` (all names must exist)."""
+    known = [name for name, _ in PATCHES]
+    unknown = sorted(without - set(known))
+    if unknown:
+        sys.exit(f"vault-moto: --without {', '.join(unknown)}: no such patch (patches: {', '.join(known)})")
     if moto.__version__ != MOTO_VERSION:
         print(
             f"vault-moto: warning: written for moto {MOTO_VERSION}, found {moto.__version__}; "
@@ -685,10 +805,77 @@ def apply_patches() -> None:
     except PatchError as e:
         sys.exit(f"vault-moto: cannot check extra permissions (needed by several patches): {e}")
     for name, fn in PATCHES:
+        if name in without:
+            print(f"vault-moto: patch '{name}' is off: stock moto behaviour", file=sys.stderr)
+            continue
         try:
             fn()
         except PatchError as e:
             sys.exit(f"vault-moto: cannot apply patch '{name}': {e} (moto changed?)")
+
+
+# --------------------------------------------------------------------------- test hooks
+
+
+class TestHooks:
+    """A WSGI wrapper around moto's app for what tests need beyond S3's API.
+
+    Requests under /_vault_test/ are answered here and never reach moto (so no S3
+    request path changes and moto's request counting is untouched); every other request
+    goes to moto unchanged. The hooks are unauthenticated: test-only, and the server
+    listens on 127.0.0.1 alone.
+
+    POST /_vault_test/expire-lock?bucket=B&key=K&versionId=V
+        Sets that object version's retain-until date to one second in the past (mode
+        and legal hold unchanged), as if its lock had run out, so that an admin can
+        then delete the version. 204; 404 when the bucket, key or version does not
+        exist; 400 without all three parameters; 405 for another method.
+    """
+
+    PREFIX = "/_vault_test/"
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.routes = {"expire-lock": self.expire_lock}
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(self.PREFIX):
+            return self.app(environ, start_response)
+        route = self.routes.get(path[len(self.PREFIX):])
+        if route is None:
+            return self.answer(start_response, 404, f"no test hook {path}")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.answer(start_response, 405, "test hooks take POST")
+        from urllib.parse import parse_qs
+
+        params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        status, message = route(params)
+        return self.answer(start_response, status, message)
+
+    @staticmethod
+    def answer(start_response, status: int, message: str):
+        reasons = {204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        body = b"" if status == 204 else (message + "\n").encode()
+        start_response(f"{status} {reasons.get(status, '')}", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    @staticmethod
+    def expire_lock(params: dict[str, str]) -> tuple[int, str]:
+        from moto.s3.models import s3_backends
+
+        bucket, key, version = params.get("bucket"), params.get("key"), params.get("versionId")
+        if not (bucket and key and version):
+            return 400, "expire-lock needs bucket, key and versionId"
+        found = s3_backends.bucket_accounts.get(bucket)
+        if found is None:
+            return 404, f"no bucket {bucket}"
+        partition, account = found
+        obj = s3_backends[account][partition].get_object(bucket, key, version_id=version)
+        if obj is None:
+            return 404, f"no version {version} of {key} in {bucket}"
+        obj.lock_until = (now() - datetime.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return 204, ""
 
 
 # --------------------------------------------------------------------------- server
@@ -741,6 +928,13 @@ def bootstrap_admin(endpoint: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="PATCH",
+        help="leave this patch off: stock moto behaviour (repeatable; e.g. retention-change-rules)",
+    )
     args = parser.parse_args()
 
     stop = threading.Event()
@@ -754,7 +948,7 @@ def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.ERROR)
 
-    apply_patches()
+    apply_patches(frozenset(args.without))
 
     # What moto.server / ThreadedMotoServer run, but bound here so that a busy port
     # is an error rather than a hang.
@@ -765,7 +959,7 @@ def main() -> None:
         server = make_server(
             "127.0.0.1",
             args.port,
-            DomainDispatcherApplication(create_backend_app),
+            TestHooks(DomainDispatcherApplication(create_backend_app)),
             threaded=True,
             request_handler=MotoRequestHandler,
         )

@@ -44,8 +44,16 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_without(&[])
+    }
+
+    /// A server with the named patches of tests/moto/server.py left off (stock moto
+    /// behaviour there), e.g. `retention-change-rules`: a backend that lets COMPLIANCE
+    /// retention be shortened.
+    pub fn start_without(patches: &[&str]) -> Moto {
         let mut child = python()
             .arg("tests/moto/server.py")
+            .args(patches.iter().flat_map(|p| ["--without", p]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -97,14 +105,26 @@ impl Moto {
 
     /// Runs tests/moto/admin.py as the admin; returns its stdout.
     pub fn admin_py(&self, args: &[&str]) -> String {
-        let out = python()
+        self.admin_py_with_input(args, "")
+    }
+
+    /// Like [`Moto::admin_py`], with `input` on admin.py's standard input.
+    pub fn admin_py_with_input(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = python()
             .arg("tests/moto/admin.py")
             .args(["--endpoint", &self.endpoint])
             .args(["--access-key-id", &self.admin.id])
             .args(["--secret-access-key", &self.admin.secret])
             .args(args)
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // admin.py reads standard input only for `--policy-json -`; a closed pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "admin.py {args:?}: {}",
@@ -142,6 +162,68 @@ impl Moto {
             id: v["access_key_id"].as_str().unwrap().to_string(),
             secret: v["secret_access_key"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// An IAM user whose only policy is `policy_json`, a policy document given as text
+    /// (with the bucket already written in: a `${VAR}` left in it is an error).
+    pub fn create_user_with_policy_json(&self, name: &str, policy_json: &str) -> Keys {
+        let out =
+            self.admin_py_with_input(&["create-user", name, "--policy-json", "-"], policy_json);
+        keys_of(&serde_json::from_str(out.trim()).unwrap())
+    }
+
+    /// An IAM role (assumable by anyone in the account) whose only policy is
+    /// `policy_json`, given as text with the bucket already written in; its ARN.
+    pub fn create_role_with_policy_json(&self, name: &str, policy_json: &str) -> String {
+        let out =
+            self.admin_py_with_input(&["create-role", name, "--policy-json", "-"], policy_json);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["arn"].as_str().unwrap().to_string()
+    }
+
+    /// Another access key of the existing user `name` (a user may hold two).
+    pub fn create_access_key(&self, name: &str) -> Keys {
+        let out = self.admin_py(&["create-access-key", name]);
+        keys_of(&serde_json::from_str(out.trim()).unwrap())
+    }
+
+    /// Ends the lock of one object version (test hook of server.py: its retain-until
+    /// date becomes one second ago, the mode stays), so that the admin can delete it.
+    /// Panics unless the server answers 204.
+    pub fn expire_lock(&self, bucket: &str, key: &str, version_id: &str) {
+        let status = self.test_hook(&format!(
+            "expire-lock?bucket={}&key={}&versionId={}",
+            query_escape(bucket),
+            query_escape(key),
+            query_escape(version_id)
+        ));
+        assert_eq!(
+            status, 204,
+            "expire-lock of {bucket}/{key} version {version_id}: HTTP {status}"
+        );
+    }
+
+    /// POSTs to one of server.py's test hooks (`/_vault_test/<path>`); the HTTP status.
+    fn test_hook(&self, path_and_query: &str) -> u16 {
+        use std::io::{Read, Write};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /_vault_test/{path_and_query} HTTP/1.1\r\nHost: {host}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("test hook {path_and_query}: no HTTP status in {answer:?}"))
     }
 
     /// An IAM role whose only policies are the named files of deploy/iam; its ARN.
@@ -191,6 +273,26 @@ impl Moto {
     }
 }
 
+fn keys_of(v: &serde_json::Value) -> Keys {
+    Keys {
+        id: v["access_key_id"].as_str().unwrap().to_string(),
+        secret: v["secret_access_key"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -227,8 +329,13 @@ pub const PREFIX: &str = "backups";
 
 impl S3World {
     pub fn new(setup: LockSetup) -> S3World {
+        S3World::with_moto(setup, Moto::start())
+    }
+
+    /// Like [`S3World::new`] on a server started by the caller (e.g. with
+    /// [`Moto::start_without`]).
+    pub fn with_moto(setup: LockSetup, moto: Moto) -> S3World {
         let world = World::new();
-        let moto = Moto::start();
         let bucket = "vault-test".to_string();
         let (default, writer_policy) = match setup {
             LockSetup::PerObject => (None, "writer"),
