@@ -2,11 +2,12 @@
 //! of one backup (`--latest`, `--id`, `--before`).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 
 use crate::error::Error;
 use crate::manifest::{Layout, Manifest};
-use crate::store::Store;
+use crate::store::{ObjectMeta, Store};
 
 /// Manifests are small; anything larger than this is not one of ours.
 const MAX_MANIFEST: u64 = 1 << 20;
@@ -15,8 +16,16 @@ const MAX_MANIFEST: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct Entry {
     pub key: String,
+    /// The version read (the first one written there).
+    pub version_id: Option<String>,
+    /// blake3 of the manifest's stored bytes, when they could be read: what the next
+    /// manifest's chain link names.
+    pub blake3: Option<String>,
     pub manifest: Result<Manifest, Error>,
 }
+
+/// How many manifests are read at once.
+const READ_AHEAD: usize = 16;
 
 /// Reads every manifest of `job`, oldest first (keys come sorted, and ids sort by
 /// time), each at the version vault wrote: a manifest replaced or hidden by a delete
@@ -24,36 +33,52 @@ pub struct Entry {
 /// manifest that cannot be read or does not belong where it lies is returned as an
 /// error entry, not skipped.
 pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Vec<Entry>, Error> {
-    let mut out = Vec::new();
-    for object in store.list_originals(&layout.manifests_prefix(job)).await? {
-        let Some(id) = layout.backup_id_of(job, &object.key) else {
-            continue;
-        };
-        let manifest = read_manifest(store, &object.key, object.version_id.as_deref())
-            .await
-            .and_then(|m| {
-                if m.job != job || m.backup_id != id {
-                    Err(Error::integrity(format!(
-                        "manifest {} claims job `{}` backup {}: it was moved or edited",
-                        object.key, m.job, m.backup_id
-                    )))
-                } else {
-                    Ok(m)
-                }
-            });
-        out.push(Entry {
-            key: object.key,
-            manifest,
-        });
-    }
-    Ok(out)
+    let originals = store.list_originals(&layout.manifests_prefix(job)).await?;
+    Ok(read_entries(store, layout, job, originals).await)
 }
 
-async fn read_manifest(
+/// Reads the manifests among `originals` (objects as [`crate::store::originals`]
+/// describes them), in their order.
+pub async fn read_entries(
     store: &dyn Store,
-    key: &str,
-    version: Option<&str>,
-) -> Result<Manifest, Error> {
+    layout: &Layout,
+    job: &str,
+    originals: Vec<ObjectMeta>,
+) -> Vec<Entry> {
+    stream::iter(originals)
+        .filter(|object| std::future::ready(layout.backup_id_of(job, &object.key).is_some()))
+        .map(|object| async move {
+            let id = layout.backup_id_of(job, &object.key).unwrap_or_default();
+            let bytes = read_bytes(store, &object.key, object.version_id.as_deref()).await;
+            let blake3 = bytes
+                .as_ref()
+                .ok()
+                .map(|b| blake3::hash(b).to_hex().to_string());
+            let manifest = bytes
+                .and_then(|b| Manifest::from_bytes(&object.key, &b))
+                .and_then(|m| {
+                    if m.job != job || m.backup_id != id {
+                        Err(Error::integrity(format!(
+                            "manifest {} claims job `{}` backup {}: it was moved or edited",
+                            object.key, m.job, m.backup_id
+                        )))
+                    } else {
+                        Ok(m)
+                    }
+                });
+            Entry {
+                key: object.key,
+                version_id: object.version_id,
+                blake3,
+                manifest,
+            }
+        })
+        .buffered(READ_AHEAD)
+        .collect()
+        .await
+}
+
+async fn read_bytes(store: &dyn Store, key: &str, version: Option<&str>) -> Result<Vec<u8>, Error> {
     let reader = store.get(key, version).await?;
     let mut bytes = Vec::new();
     reader
@@ -61,7 +86,7 @@ async fn read_manifest(
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| Error::from_io(format!("cannot read {key}"), &e))?;
-    Manifest::from_bytes(key, &bytes)
+    Ok(bytes)
 }
 
 /// Which backup to use.

@@ -43,7 +43,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an age identity (private key file, mode 0600) and print its recipient
+    /// Create an age identity (or with --signing a manifest signing key), mode 0600, and print its public key
     Keygen(KeygenArgs),
     /// Back up jobs (all configured jobs when none are named) [identity: writer]
     Backup(BackupArgs),
@@ -53,20 +53,22 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check stored backups against their manifests [identity: verifier; restorer with --deep]
     Verify(VerifyArgs),
+    /// Prove what each identity can and cannot do, and that the store enforces locks
+    Doctor(DoctorArgs),
     /// Try vault end to end in a scratch directory: backup, list, verify, restore, compare
     Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Where to write the identity; never overwritten
-    #[arg(
-        long,
-        short = 'o',
-        value_name = "FILE",
-        default_value = "vault-identity.txt"
-    )]
-    pub output: PathBuf,
+    /// Where to write the key; never overwritten [default: vault-identity.txt, or
+    /// vault-signing.key with --signing]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Make an ed25519 manifest signing key for the writer instead of an age identity
+    #[arg(long)]
+    pub signing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +158,39 @@ pub struct VerifyArgs {
     /// The age identity file for --deep [default: VAULT_AGE_IDENTITY_FILE, then [identities.restorer]]
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
+
+    /// Download and hash every backup (default: the newest of each job; every backup's
+    /// versions, locks and signature are checked either way)
+    #[arg(long, conflicts_with_all = ["sample", "since"])]
+    pub all: bool,
+
+    /// Also download and hash N randomly chosen older backups of each job
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+
+    /// Also download and hash every backup started at or after TIME (RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Write Prometheus metrics to FILE (for node-exporter's textfile collector) [default: [verify] prometheus]
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+
+    /// Push Prometheus metrics to this Pushgateway URL [default: [verify] pushgateway]
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Probe only this identity (repeatable), e.g. on a host that holds only its
+    /// credentials; without the writer the newest canary of an earlier run is used
+    #[arg(
+        long,
+        value_name = "ROLE",
+        value_parser = clap::builder::PossibleValuesParser::new(["writer", "verifier", "restorer"])
+    )]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]

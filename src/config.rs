@@ -8,12 +8,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use chrono::TimeDelta;
 use serde::Deserialize;
 
 use crate::crypto::{self, Recipient};
 use crate::error::Error;
 use crate::manifest::Layout;
+use crate::notify::Ping;
 use crate::retention::{LockMode, LockSource, Period, Policy};
+use crate::signing::PublicKey;
 
 mod engines;
 
@@ -35,6 +38,10 @@ struct File {
     retention: RetentionSection,
     #[serde(default)]
     identities: IdentitiesSection,
+    #[serde(default)]
+    signing: SigningSection,
+    #[serde(default)]
+    verify: VerifySection,
     #[serde(default, rename = "job")]
     jobs: Vec<JobSection>,
 }
@@ -96,6 +103,25 @@ struct RetentionSection {
     weekly: Option<Period>,
     monthly: Option<Period>,
     yearly: Option<Period>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningSection {
+    key_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    public_keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifySection {
+    size_drop: Option<f64>,
+    size_window: Option<usize>,
+    ping: Option<Ping>,
+    prometheus: Option<PathBuf>,
+    pushgateway: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +224,9 @@ impl Identity {
 struct JobSection {
     name: String,
     schedule: Option<String>,
+    interval: Option<String>,
+    grace: Option<String>,
+    ping: Option<Ping>,
     recipients: Option<Vec<String>>,
     source: SourceConfig,
 }
@@ -278,10 +307,44 @@ pub struct Job {
     /// multi-database PostgreSQL job expands into (`pg.app`, `pg.globals`).
     pub group: String,
     pub schedule: Option<String>,
+    /// How often a backup is expected: `interval`, else what `schedule` implies, else a day.
+    pub interval: TimeDelta,
+    /// How late a backup may be before `verify` calls the job stale.
+    pub grace: TimeDelta,
+    /// Where `backup` reports the job's start, success and failure.
+    pub ping: Option<Ping>,
     /// Empty when neither the job nor `[encryption]` names one: such a job is refused.
     pub recipients: Vec<Recipient>,
     pub source: SourceConfig,
 }
+
+/// Manifest signing: the writer's key and chain state, the verifier's trusted keys.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    /// The writer's ed25519 key file (`vault keygen --signing`); manifests are signed
+    /// when it is set.
+    pub key_file: Option<PathBuf>,
+    /// Where the writer keeps each job's chain head.
+    pub state_dir: PathBuf,
+    /// The keys `verify` accepts; signing is required when there is one.
+    pub public_keys: Vec<PublicKey>,
+}
+
+/// What `verify` checks beyond each backup, and where it reports.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// The newest backup is suspicious when smaller than this share of the median of
+    /// the ones before it.
+    pub size_drop: f64,
+    /// How many earlier backups the median is taken over.
+    pub size_window: usize,
+    pub ping: Option<Ping>,
+    pub prometheus: Option<PathBuf>,
+    pub pushgateway: Option<String>,
+}
+
+/// The chain state directory when `[signing] state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vault";
 
 /// zstd settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +371,8 @@ pub struct Settings {
     pub compression: Compression,
     pub retention: Policy,
     pub identities: Identities,
+    pub signing: Signing,
+    pub verify: VerifySettings,
     pub jobs: Vec<Job>,
 }
 
@@ -368,6 +433,11 @@ impl Settings {
         ids.verifier.validate("verifier", &base)?;
         ids.restorer.validate("restorer", &base)?;
 
+        let signing =
+            signing_settings(file.signing, &base).map_err(|e| bad(format!("[signing] {e}")))?;
+        let verify =
+            verify_settings(file.verify, &base).map_err(|e| bad(format!("[verify] {e}")))?;
+
         let mut seen = HashSet::new();
         let mut jobs = Vec::new();
         for job in file.jobs {
@@ -378,6 +448,22 @@ impl Settings {
             let j = |msg: String| bad(format!("job `{}`: {msg}", job.name));
             if let Some(s) = &job.schedule {
                 validate_schedule(s).map_err(|e| j(format!("schedule: {e}")))?;
+            }
+            let interval = match &job.interval {
+                Some(text) => parse_duration(text).map_err(|e| j(format!("interval: {e}")))?,
+                None => job
+                    .schedule
+                    .as_deref()
+                    .and_then(schedule_interval)
+                    .unwrap_or(TimeDelta::days(1)),
+            };
+            let grace = match &job.grace {
+                Some(text) => parse_duration(text).map_err(|e| j(format!("grace: {e}")))?,
+                None => interval / 4,
+            };
+            if let Some(p) = &job.ping {
+                p.validate(&format!("job `{}`: ping", job.name))
+                    .map_err(|e| bad(e.to_string()))?;
             }
             let job_recipients = match &job.recipients {
                 Some(list) => list
@@ -452,6 +538,9 @@ impl Settings {
                     name,
                     group: job.name.clone(),
                     schedule: job.schedule.clone(),
+                    interval,
+                    grace,
+                    ping: job.ping.clone(),
                     recipients: job_recipients.clone(),
                     source,
                 });
@@ -472,6 +561,8 @@ impl Settings {
                 verifier: ids.verifier,
                 restorer: ids.restorer,
             },
+            signing,
+            verify,
             jobs,
         })
     }
@@ -558,6 +649,106 @@ fn retention_policy(r: &RetentionSection) -> Result<Policy, String> {
                 yearly: period,
             })
         }
+    }
+}
+
+fn signing_settings(s: SigningSection, base: &Path) -> Result<Signing, String> {
+    let public_keys = s
+        .public_keys
+        .iter()
+        .map(|k| PublicKey::parse(k).map_err(|e| format!("public_keys: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Signing {
+        key_file: s.key_file.map(|f| base.join(f)),
+        state_dir: s
+            .state_dir
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), |d| base.join(d)),
+        public_keys,
+    })
+}
+
+fn verify_settings(v: VerifySection, base: &Path) -> Result<VerifySettings, String> {
+    let size_drop = v.size_drop.unwrap_or(0.5);
+    if !(0.0..1.0).contains(&size_drop) {
+        return Err(format!(
+            "size_drop {size_drop} is outside 0..1 (0.5: a backup under half the recent median is suspicious; 0 turns the check off)"
+        ));
+    }
+    let size_window = v.size_window.unwrap_or(10);
+    if size_window < 3 {
+        return Err(format!(
+            "size_window {size_window}: the median needs at least 3 earlier backups"
+        ));
+    }
+    if let Some(p) = &v.ping {
+        p.validate("ping").map_err(|e| e.to_string())?;
+    }
+    if let Some(url) = &v.pushgateway {
+        crate::notify::validate_url(url, "pushgateway").map_err(|e| e.to_string())?;
+    }
+    Ok(VerifySettings {
+        size_drop,
+        size_window,
+        ping: v.ping,
+        prometheus: v.prometheus.map(|p| base.join(p)),
+        pushgateway: v.pushgateway,
+    })
+}
+
+/// A duration as written in vault.toml: `90s`, `15m`, `6h`, `1d`, `2w`.
+pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w"))?;
+    let d = match unit.trim() {
+        "s" => TimeDelta::seconds(n),
+        "m" | "min" => TimeDelta::minutes(n),
+        "h" => TimeDelta::hours(n),
+        "d" => TimeDelta::days(n),
+        "w" => TimeDelta::weeks(n),
+        other => {
+            return Err(format!(
+                "`{s}`: unknown unit `{other}` (use s, m, h, d or w)"
+            ));
+        }
+    };
+    if n == 0 {
+        return Err(format!("`{s}`: a duration must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// How often a schedule runs, roughly: enough to tell when a backup is late. `None`
+/// when the cron expression is not one of the common shapes (then `interval` says).
+fn schedule_interval(schedule: &str) -> Option<TimeDelta> {
+    let f: Vec<&str> = schedule.split_whitespace().collect();
+    match f.as_slice() {
+        ["@hourly"] => Some(TimeDelta::hours(1)),
+        ["@daily"] => Some(TimeDelta::days(1)),
+        ["@weekly"] => Some(TimeDelta::weeks(1)),
+        ["@monthly"] => Some(TimeDelta::days(31)),
+        ["@yearly" | "@annually"] => Some(TimeDelta::days(366)),
+        [minute, hour, dom, month, dow] => {
+            let plain = |x: &str| x.chars().all(|c| c.is_ascii_digit() || c == ',');
+            let count = |x: &str| x.split(',').count() as i32;
+            match (*minute, *hour, *dom, *month, *dow) {
+                (m, "*", "*", "*", "*") if plain(m) => Some(TimeDelta::hours(1) / count(m)),
+                (m, h, "*", "*", "*") if plain(m) && plain(h) => {
+                    Some(TimeDelta::days(1) / count(h))
+                }
+                (m, h, "*", "*", d) if plain(m) && plain(h) && plain(d) => {
+                    Some(TimeDelta::weeks(1) / count(d))
+                }
+                (m, h, d, "*", "*") if plain(m) && plain(h) && plain(d) => {
+                    Some(TimeDelta::days(31) / count(d))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -718,6 +909,65 @@ source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" 
         );
         assert_eq!(s.jobs[1].source.extension(), "pgdump");
         assert_eq!(s.jobs[0].recipients.len(), 1);
+    }
+
+    #[test]
+    fn monitoring_and_signing_settings() {
+        let key = format!("vault-ed25519:{}", "ab".repeat(32));
+        let s = parse(&minimal(&format!(
+            "[signing]\nkey_file = \"sign.key\"\npublic_keys = [\"{key}\"]\n\
+             [verify]\nsize_drop = 0.3\nping = {{ url = \"https://hc.example/abc\" }}\n\
+             [[job]]\nname = \"a\"\nschedule = \"0 */6 * * *\"\n\
+             source = {{ kind = \"files\", path = \"x\" }}\n\
+             [[job]]\nname = \"b\"\nschedule = \"15 3 * * *\"\ninterval = \"2d\"\ngrace = \"90m\"\n\
+             ping = {{ url = \"https://hc.example/b\" }}\n\
+             source = {{ kind = \"files\", path = \"x\" }}\n\
+             [[job]]\nname = \"c\"\nschedule = \"30 1 * * 0\"\n\
+             source = {{ kind = \"files\", path = \"x\" }}\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            s.signing.key_file,
+            Some(PathBuf::from("/etc/vault/sign.key"))
+        );
+        assert_eq!(s.signing.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(s.signing.public_keys[0].to_string(), key);
+        assert_eq!(s.verify.size_drop, 0.3);
+        // "0 */6 * * *" is not a shape vault reads: a day, a quarter of it as grace.
+        assert_eq!(s.jobs[0].interval, TimeDelta::days(1));
+        assert_eq!(s.jobs[0].grace, TimeDelta::hours(6));
+        assert_eq!(s.jobs[1].interval, TimeDelta::days(2));
+        assert_eq!(s.jobs[1].grace, TimeDelta::minutes(90));
+        assert!(s.jobs[1].ping.is_some());
+        assert_eq!(s.jobs[2].interval, TimeDelta::weeks(1));
+        assert_eq!(
+            schedule_interval("0 3,15 * * *"),
+            Some(TimeDelta::hours(12))
+        );
+        assert_eq!(schedule_interval("@hourly"), Some(TimeDelta::hours(1)));
+        for (bad, named) in [
+            ("[signing]\npublic_keys = [\"age1abc\"]\n", "public_keys"),
+            ("[verify]\nsize_drop = 2.0\n", "size_drop"),
+            ("[verify]\nsize_window = 1\n", "size_window"),
+            ("[verify]\npushgateway = \"gw:9091\"\n", "pushgateway"),
+            (
+                "[[job]]\nname = \"a\"\ninterval = \"soon\"\nsource = { kind = \"files\", path = \"x\" }\n",
+                "interval",
+            ),
+            (
+                "[[job]]\nname = \"a\"\ngrace = \"0h\"\nsource = { kind = \"files\", path = \"x\" }\n",
+                "grace",
+            ),
+            (
+                "[[job]]\nname = \"a\"\nping = { url = \"ftp://x\" }\nsource = { kind = \"files\", path = \"x\" }\n",
+                "ping",
+            ),
+        ] {
+            let err = parse(&minimal(bad)).unwrap_err().to_string();
+            assert!(err.contains(named), "{bad:?}: {err}");
+        }
+        assert_eq!(parse_duration("90s").unwrap(), TimeDelta::seconds(90));
+        assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum ExitCode {
 }
 
 /// The typed root of a failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Configuration or usage problem: a missing key, a bad value, a wrong identity file.
     #[error("{0}")]

@@ -25,12 +25,15 @@ pub mod crypto;
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
+pub mod notify;
 pub mod pipe;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod retention;
 pub mod signal;
+pub mod signing;
 pub mod source;
 pub mod store;
 
@@ -56,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Restore(args) => commands::restore::run(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
+        Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Keygen(_) | Command::Demo(_) => unreachable!("handled above"),
     };
     // An abandoned upload's abort, spawned when its future was dropped.

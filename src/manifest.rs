@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::retention::{Lock, LockSource, Tier};
+use crate::signing::{Chain, Signature};
 
 /// The value of the `format` field of every manifest.
 pub const FORMAT: &str = "vault-manifest";
@@ -35,6 +36,12 @@ pub struct Manifest {
     pub encryption: Encryption,
     pub retention: Retention,
     pub tool: Tool,
+    /// The link to the job's previous manifest (signed manifests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Chain>,
+    /// The writer's signature of [`Manifest::signed_bytes`], when it has a signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +115,23 @@ impl Manifest {
         out
     }
 
+    /// The bytes a signature covers: the manifest as stored, without its signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        unsigned.to_bytes()
+    }
+
+    /// Checks the signature against the trusted keys; the error says why it fails.
+    pub fn check_signature(&self, trusted: &[crate::signing::PublicKey]) -> Result<(), String> {
+        match &self.signature {
+            None => {
+                Err("it is not signed, and [signing] public_keys requires signed manifests".into())
+            }
+            Some(sig) => sig.check(&self.signed_bytes(), trusted),
+        }
+    }
+
     /// Parses and checks a stored manifest; `key` names it in errors.
     pub fn from_bytes(key: &str, bytes: &[u8]) -> Result<Manifest, Error> {
         #[derive(Deserialize)]
@@ -175,7 +199,8 @@ impl Layout {
         }
     }
 
-    fn job_root(&self, job: &str) -> String {
+    /// `<prefix>/<job>/`: every key of the job's backups starts with it.
+    pub fn job_root(&self, job: &str) -> String {
         if self.prefix.is_empty() {
             format!("{job}/")
         } else {
@@ -288,6 +313,8 @@ mod tests {
                 applied_by: LockSource::PerObject,
             },
             tool: Tool::this(),
+            chain: None,
+            signature: None,
         };
         let bytes = m.to_bytes();
         assert_eq!(Manifest::from_bytes("k", &bytes).unwrap(), m);

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-const COMMANDS: [&str; 7] = ["", "keygen", "backup", "list", "restore", "verify", "demo"];
+const COMMANDS: [&str; 8] = [
+    "", "keygen", "backup", "list", "restore", "verify", "doctor", "demo",
+];
 
 fn help(command: &str) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));

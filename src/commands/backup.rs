@@ -17,11 +17,13 @@ use crate::cli::BackupArgs;
 use crate::config::{Job, Settings};
 use crate::error::{Error, ExitCode, exit_code_for, summary};
 use crate::manifest::{self, Manifest};
+use crate::notify::{self, Event};
 use crate::pipe::PipeReader;
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::signal::interrupted;
+use crate::signing::{ChainState, Signature, SigningKey};
 use crate::store::{self, PutOptions, Role, Store};
 
 #[derive(Serialize)]
@@ -72,6 +74,10 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
         .into());
     }
 
+    let signer = match &settings.signing.key_file {
+        Some(path) => Some(SigningKey::load(path)?),
+        None => None,
+    };
     let store = store::open(settings, Role::Writer).await?;
     warn_about(store.as_ref());
 
@@ -79,8 +85,9 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
     let mut first_error = None;
     for job in &jobs {
         let started = Instant::now();
+        ping(job, Event::Start, "started").await;
         let outcome = tokio::select! {
-            r = backup_job(store.as_ref(), settings, job) => r,
+            r = backup_job(store.as_ref(), settings, signer.as_ref(), job) => r,
             signal = interrupted() => Err(Error::Interrupted(format!(
                 "{signal} received: the backup of job `{}` was abandoned; no manifest was written",
                 job.name
@@ -91,6 +98,17 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
                 if !ctx.json {
                     print_done(&m, started.elapsed());
                 }
+                ping(
+                    job,
+                    Event::Success,
+                    &format!(
+                        "backup {} of job {}: {} stored",
+                        m.backup_id,
+                        m.job,
+                        human_bytes(m.data.size)
+                    ),
+                )
+                .await;
                 results.push(JobResult {
                     job: job.name.clone(),
                     ok: true,
@@ -102,6 +120,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
                 let e = e.context(format!("job `{}`", job.name));
                 eprintln!("error: {e:#}");
                 let code = exit_code_for(&e);
+                ping(job, Event::Fail, &format!("{e:#}")).await;
                 results.push(JobResult {
                     job: job.name.clone(),
                     ok: false,
@@ -140,10 +159,21 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Backs up one job: data object first, manifest last.
+/// Reports a job's progress to its ping URLs; a ping that fails is a warning only.
+async fn ping(job: &Job, event: Event, body: &str) {
+    if let Some(p) = &job.ping
+        && let Err(e) = notify::ping(p, event, body).await
+    {
+        eprintln!("warning: job `{}`: {e}", job.name);
+    }
+}
+
+/// Backs up one job: data object first, manifest last (signed and chained when the
+/// writer has a signing key).
 pub async fn backup_job(
     store: &dyn Store,
     settings: &Settings,
+    signer: Option<&SigningKey>,
     job: &Job,
 ) -> anyhow::Result<Manifest> {
     let started_at = Utc::now();
@@ -173,7 +203,7 @@ pub async fn backup_job(
     .await?;
     drop(progress);
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: manifest::FORMAT.into(),
         version: manifest::VERSION,
         job: job.name.clone(),
@@ -207,19 +237,42 @@ pub async fn backup_job(
             applied_by: settings.retention.source,
         },
         tool: manifest::Tool::this(),
+        chain: None,
+        signature: None,
     };
+    let state_dir = &settings.signing.state_dir;
+    let head = signer.and_then(|_| ChainState::load(state_dir, &job.name));
+    if let Some(key) = signer {
+        if head.is_none() {
+            tracing::info!(parent: &span, "no chain state in {}: this manifest starts a new chain segment", state_dir.display());
+        }
+        manifest.chain = Some(ChainState::next_link(head.as_ref()));
+        manifest.signature = Some(Signature::make(key, &manifest.signed_bytes()));
+    }
+    let bytes = manifest.to_bytes();
+    let manifest_hash = blake3::hash(&bytes).to_hex().to_string();
     let manifest_key = settings.layout.manifest_key(&job.name, &backup_id);
     store
-        .put(
-            &manifest_key,
-            PipeReader::from_bytes(manifest.to_bytes()),
-            &opts,
-        )
+        .put(&manifest_key, PipeReader::from_bytes(bytes), &opts)
         .await
         .with_context(|| {
             format!("the data object {key} is stored but its manifest could not be written")
         })?;
     tracing::info!(parent: &span, %manifest_key, "committed");
+    if let Some(chain) = &manifest.chain {
+        let state = ChainState {
+            job: job.name.clone(),
+            backup_id: backup_id.clone(),
+            manifest_blake3: manifest_hash,
+            sequence: chain.sequence,
+        };
+        if let Err(e) = state.save(state_dir) {
+            eprintln!(
+                "warning: job `{}`: {e}; the next manifest will start a new chain segment",
+                job.name
+            );
+        }
+    }
     Ok(manifest)
 }
 

@@ -68,6 +68,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         job: None,
         deep,
         identity: None,
+        all: true,
+        sample: None,
+        since: None,
+        prometheus: None,
+        pushgateway: None,
     };
     verify::run(&ctx, &verify_args(false)).await?;
     verify::run(&ctx, &verify_args(true)).await?;

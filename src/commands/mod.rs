@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod demo;
+pub mod doctor;
 pub mod keygen;
 pub mod list;
 pub mod restore;

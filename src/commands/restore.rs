@@ -81,10 +81,30 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
         eprintln!("warning: skipping a broken manifest: {bad}");
     }
-    let good: Vec<&Manifest> = entries
+    let trusted = &settings.signing.public_keys;
+    let mut good: Vec<&Manifest> = Vec::new();
+    for (key, m) in entries
         .iter()
-        .filter_map(|e| e.manifest.as_ref().ok())
-        .collect();
+        .filter_map(|e| e.manifest.as_ref().ok().map(|m| (&e.key, m)))
+    {
+        // With signing on, a manifest that is not validly signed is not a backup.
+        match m.check_signature(trusted) {
+            Err(why) if !trusted.is_empty() => {
+                if selection == Selection::Id(m.backup_id.clone()) {
+                    return Err(Error::integrity(format!(
+                        "backup {} of job `{}` cannot be trusted: manifest {key}: {why}",
+                        m.backup_id, args.job
+                    ))
+                    .into());
+                }
+                eprintln!(
+                    "warning: skipping backup {}: manifest {key}: {why}",
+                    m.backup_id
+                );
+            }
+            _ => good.push(m),
+        }
+    }
     let manifest = catalog::select(&args.job, &good, &selection)?.clone();
     let destination = match (early, &args.to) {
         (Some(d), _) => d,

@@ -61,7 +61,13 @@ pub async fn run(store: &dyn Store, prefix: &str) -> anyhow::Result<()> {
     );
 
     // A key written once has exactly one version.
-    let versions = store.versions(&small).await.context("versions small")?;
+    let versions: Vec<_> = store
+        .all_versions(&small)
+        .await
+        .context("versions small")?
+        .into_iter()
+        .filter(|v| v.key == small)
+        .collect();
     ensure!(
         versions.len() == 1 && !versions[0].delete_marker && versions[0].version_id.as_deref() == v,
         "versions of a key written once: {versions:?}"

@@ -53,6 +53,7 @@ pub struct ObjectMeta {
 /// One stored version of a key, or a delete marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
+    pub key: String,
     pub version_id: Option<String>,
     pub delete_marker: bool,
     pub size: u64,
@@ -88,26 +89,94 @@ pub trait Store: Send + Sync {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
 
+    /// Every version and delete marker of every key under `prefix`, sorted by key,
+    /// newest first within a key. vault writes each key once, so more than one entry
+    /// for a key means someone else wrote or deleted there. A store without versions
+    /// answers with the objects [`Store::list`] gives.
+    async fn all_versions(&self, prefix: &str) -> Result<Vec<VersionInfo>, Error> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|m| VersionInfo {
+                key: m.key,
+                version_id: m.version_id,
+                delete_marker: false,
+                size: m.size,
+                modified: m.modified,
+            })
+            .collect())
+    }
+
     /// Every key under `prefix` that ever held an object, described at the version
     /// first written there, sorted by key. vault writes each key once, so that version
     /// is vault's: a later version or a delete marker (someone else's) neither replaces
-    /// nor hides it. A store without versions answers like [`Store::list`].
+    /// nor hides it.
     async fn list_originals(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        self.list(prefix).await
+        Ok(originals(&self.all_versions(prefix).await?))
     }
 
-    /// Every version and delete marker of exactly `key`. vault writes each key once,
-    /// so more than one entry means someone else wrote or deleted there. A store
-    /// without versions answers with the one object it has.
-    async fn versions(&self, key: &str) -> Result<Vec<VersionInfo>, Error> {
-        let meta = self.head(key, None).await?;
-        Ok(vec![VersionInfo {
-            version_id: meta.version_id,
-            delete_marker: false,
-            size: meta.size,
-            modified: meta.modified,
-        }])
+    /// The bucket's protection settings, for `verify`; `None` for a store without any
+    /// (a local directory).
+    async fn bucket_settings(&self) -> Result<Option<BucketSettings>, Error> {
+        Ok(None)
     }
+}
+
+/// The first-written object version of each key in a listing (sorted by key, newest
+/// first within a key); keys with nothing but delete markers are left out.
+pub fn originals(versions: &[VersionInfo]) -> Vec<ObjectMeta> {
+    let mut out: Vec<ObjectMeta> = Vec::new();
+    for v in versions.iter().filter(|v| !v.delete_marker) {
+        let meta = ObjectMeta {
+            key: v.key.clone(),
+            size: v.size,
+            version_id: v.version_id.clone(),
+            lock: None,
+            modified: v.modified,
+        };
+        match out.last_mut() {
+            Some(last) if last.key == meta.key => {
+                if meta.modified <= last.modified {
+                    *last = meta;
+                }
+            }
+            _ => out.push(meta),
+        }
+    }
+    out
+}
+
+/// What a bucket says about its own protection; each part may be unreadable on its own
+/// (the identity lacks that one permission).
+#[derive(Debug)]
+pub struct BucketSettings {
+    /// `Enabled`, `Suspended`, or empty when versioning was never turned on.
+    pub versioning: Result<String, Error>,
+    /// `None` when the bucket has no Object Lock configuration.
+    pub object_lock: Result<Option<ObjectLockSettings>, Error>,
+    /// Enabled lifecycle rules that expire current versions.
+    pub expiry_rules: Result<Vec<ExpiryRule>, Error>,
+    /// Whether a bucket policy is set.
+    pub policy: Result<bool, Error>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLockSettings {
+    pub enabled: bool,
+    /// The default retention: mode and period.
+    pub default: Option<(crate::retention::LockMode, crate::retention::Period)>,
+}
+
+/// A lifecycle rule that expires current versions (adds delete markers on a versioned
+/// bucket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryRule {
+    pub id: String,
+    /// The key prefix it applies to; empty for the whole bucket.
+    pub prefix: String,
+    pub days: Option<i32>,
+    pub date: Option<DateTime<Utc>>,
 }
 
 /// Who is asking: each command opens the store as exactly one of the three

@@ -22,17 +22,21 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ExpirationStatus,
+    ObjectLockEnabled, ObjectLockMode, ObjectLockRetentionMode,
 };
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
 use super::retry::Retry;
-use super::{ObjectMeta, ObjectReader, PutOptions, PutReceipt, Role, Store, VersionInfo};
+use super::{
+    BucketSettings, ExpiryRule, ObjectLockSettings, ObjectMeta, ObjectReader, PutOptions,
+    PutReceipt, Role, Store, VersionInfo,
+};
 use crate::error::Error;
 use crate::pipe::PipeReader;
-use crate::retention::{Lock, LockMode};
+use crate::retention::{Lock, LockMode, Period};
 
 pub mod auth;
 
@@ -148,6 +152,15 @@ impl S3Target {
             self.conditional_writes = c;
         }
         Ok(())
+    }
+
+    /// The key in the bucket of a vault key: the target's prefix, then `key`.
+    pub(crate) fn key_in_bucket(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
     }
 
     /// The size of part `number` (1-based): the configured size, doubled every 1,000
@@ -365,6 +378,17 @@ impl S3Store {
             size,
         })
     }
+}
+
+/// An S3 client for `target` with the identity of `sdk`, built as [`S3Store::open`]
+/// builds its own: for requests the [`Store`] trait has no room for (`vault doctor`
+/// probes what an identity may do, request by request).
+pub(crate) fn client_for(target: &S3Target, sdk: &aws_config::SdkConfig) -> Client {
+    let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(target.path_style);
+    if let Some(endpoint) = &target.endpoint {
+        conf = conf.endpoint_url(endpoint);
+    }
+    Client::from_conf(conf.build())
 }
 
 /// What every part upload of one multipart upload shares.
@@ -666,54 +690,9 @@ impl Store for S3Store {
         Ok(out)
     }
 
-    async fn versions(&self, key: &str) -> Result<Vec<VersionInfo>, Error> {
-        let full = self.full_key(key);
-        Ok(self
-            .versions_under(&full)
-            .await?
-            .into_iter()
-            .filter(|(k, _)| *k == full)
-            .map(|(_, v)| v)
-            .collect())
-    }
-
-    async fn list_originals(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        // Listed newest first within a key: the last object version is the first one
-        // written. Keys whose every version is hidden by a delete marker are included.
-        let mut out: Vec<ObjectMeta> = Vec::new();
-        for (full, v) in self.versions_under(&self.full_key(prefix)).await? {
-            if v.delete_marker {
-                continue;
-            }
-            let Some(key) = self.relative(&full) else {
-                continue;
-            };
-            let meta = ObjectMeta {
-                key: key.to_string(),
-                size: v.size,
-                version_id: v.version_id,
-                lock: None,
-                modified: v.modified,
-            };
-            match out.last_mut() {
-                Some(last) if last.key == meta.key => {
-                    if meta.modified <= last.modified {
-                        *last = meta;
-                    }
-                }
-                _ => out.push(meta),
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
-    }
-}
-
-impl S3Store {
-    /// Every version and delete marker under a full key prefix, with its full key, in
-    /// the order S3 lists them (by key, newest first within a key).
-    async fn versions_under(&self, full: &str) -> Result<Vec<(String, VersionInfo)>, Error> {
-        let what = format!("ListObjectVersions {}", self.url(full));
+    async fn all_versions(&self, prefix: &str) -> Result<Vec<VersionInfo>, Error> {
+        let full = self.full_key(prefix);
+        let what = format!("ListObjectVersions {}", self.url(&full));
         let mut markers: (Option<String>, Option<String>) = (None, None);
         let mut out = Vec::new();
         loop {
@@ -724,46 +703,155 @@ impl S3Store {
                 self.client
                     .list_object_versions()
                     .bucket(&self.target.bucket)
-                    .prefix(full)
+                    .prefix(&full)
                     .set_key_marker(markers.0.clone())
                     .set_version_id_marker(markers.1.clone())
             )
             .await?;
             let mut found = Vec::new();
             for v in page.versions.unwrap_or_default() {
-                let Some(key) = v.key else { continue };
-                found.push((
-                    key,
-                    VersionInfo {
-                        version_id: v.version_id,
-                        delete_marker: false,
-                        size: v.size.unwrap_or(0).max(0) as u64,
-                        modified: v.last_modified.map(chrono_time),
-                    },
-                ));
+                let Some(key) = v.key.as_deref().and_then(|k| self.relative(k)) else {
+                    continue;
+                };
+                found.push(VersionInfo {
+                    key: key.to_string(),
+                    version_id: v.version_id,
+                    delete_marker: false,
+                    size: v.size.unwrap_or(0).max(0) as u64,
+                    modified: v.last_modified.map(chrono_time),
+                });
             }
             for m in page.delete_markers.unwrap_or_default() {
-                let Some(key) = m.key else { continue };
-                found.push((
-                    key,
-                    VersionInfo {
-                        version_id: m.version_id,
-                        delete_marker: true,
-                        size: 0,
-                        modified: m.last_modified.map(chrono_time),
-                    },
-                ));
+                let Some(key) = m.key.as_deref().and_then(|k| self.relative(k)) else {
+                    continue;
+                };
+                found.push(VersionInfo {
+                    key: key.to_string(),
+                    version_id: m.version_id,
+                    delete_marker: true,
+                    size: 0,
+                    modified: m.last_modified.map(chrono_time),
+                });
             }
             // Versions and markers come in two lists: merge them back into key order,
             // newest first within a key.
-            found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.modified.cmp(&a.1.modified)));
+            found.sort_by(|a, b| a.key.cmp(&b.key).then(b.modified.cmp(&a.modified)));
             out.extend(found);
             if page.is_truncated != Some(true) {
                 break;
             }
             markers = (page.next_key_marker, page.next_version_id_marker);
         }
+        out.sort_by(|a, b| a.key.cmp(&b.key).then(b.modified.cmp(&a.modified)));
         Ok(out)
+    }
+
+    async fn bucket_settings(&self) -> Result<Option<BucketSettings>, Error> {
+        let bucket = &self.target.bucket;
+        let what = |op: &str| format!("{op} s3://{bucket}");
+        // "Not configured" answers are facts, not failures.
+        let absent = |e: Error| match e {
+            Error::NotFound(_) => Ok(None),
+            other => Err(other),
+        };
+        let versioning = send!(
+            self.retry,
+            self.role,
+            &what("GetBucketVersioning"),
+            self.client.get_bucket_versioning().bucket(bucket)
+        )
+        .await
+        .map(|out| {
+            out.status
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
+        });
+        let object_lock = send!(
+            self.retry,
+            self.role,
+            &what("GetObjectLockConfiguration"),
+            self.client.get_object_lock_configuration().bucket(bucket)
+        )
+        .await
+        .map(|out| {
+            out.object_lock_configuration.map(|c| {
+                let default = c.rule.and_then(|r| r.default_retention).and_then(|d| {
+                    let mode = match d.mode? {
+                        ObjectLockRetentionMode::Governance => LockMode::Governance,
+                        _ => LockMode::Compliance,
+                    };
+                    let period = match (d.days, d.years) {
+                        (Some(days), _) if days > 0 => Period::Days(days as u32),
+                        (_, Some(years)) if years > 0 => Period::Months(years as u32 * 12),
+                        _ => return None,
+                    };
+                    Some((mode, period))
+                });
+                ObjectLockSettings {
+                    enabled: c.object_lock_enabled == Some(ObjectLockEnabled::Enabled),
+                    default,
+                }
+            })
+        })
+        .or_else(|e| match e {
+            // AWS answers a bucket without a lock configuration with this code and 404.
+            Error::Store { ref message, .. }
+                if message.contains("ObjectLockConfigurationNotFound") =>
+            {
+                Ok(None)
+            }
+            other => absent(other),
+        });
+        let expiry_rules = send!(
+            self.retry,
+            self.role,
+            &what("GetBucketLifecycleConfiguration"),
+            self.client
+                .get_bucket_lifecycle_configuration()
+                .bucket(bucket)
+        )
+        .await
+        .map(|out| {
+            out.rules
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.status == ExpirationStatus::Enabled)
+                .filter_map(|r| {
+                    let exp = r.expiration?;
+                    if exp.days.is_none() && exp.date.is_none() {
+                        return None; // only expired-object delete marker clean-up
+                    }
+                    #[allow(deprecated)]
+                    let prefix = r
+                        .filter
+                        .and_then(|f| f.prefix)
+                        .or(r.prefix)
+                        .unwrap_or_default();
+                    Some(ExpiryRule {
+                        id: r.id.unwrap_or_default(),
+                        prefix,
+                        days: exp.days,
+                        date: exp.date.map(chrono_time),
+                    })
+                })
+                .collect()
+        })
+        .or_else(|e| absent(e).map(|_| Vec::new()));
+        let policy = send!(
+            self.retry,
+            self.role,
+            &what("GetBucketPolicy"),
+            self.client.get_bucket_policy().bucket(bucket)
+        )
+        .await
+        .map(|out| out.policy.is_some_and(|p| !p.trim().is_empty()))
+        .or_else(|e| absent(e).map(|_| false));
+        Ok(Some(BucketSettings {
+            versioning,
+            object_lock,
+            expiry_rules,
+            policy,
+        }))
     }
 }
 

@@ -65,7 +65,12 @@ NEEDED = {
         "s3:GetBucketObjectLockConfiguration", "s3:GetLifecycleConfiguration",
         "s3:GetBucketPolicy", "s3:GetBucketLocation",
     },
-    "restorer.json": {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"},
+    # verify --deep runs as the restorer and checks the bucket settings as verify does.
+    "restorer.json": {
+        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions",
+        "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration",
+        "s3:GetLifecycleConfiguration", "s3:GetBucketPolicy",
+    },
 }
 PERMITTED = {name: set(actions) for name, actions in NEEDED.items()}
 PERMITTED["restorer.json"] |= {"s3:GetObjectRetention"}

@@ -96,6 +96,33 @@ pub async fn sdk_config(
     }
 }
 
+/// The credentials `sdk` resolves to now (an assumed role's session included), for
+/// requests made outside the SDK's clients: `vault doctor` compares the identities'
+/// access keys and signs one IAM request with them. They never reach a log line.
+pub(crate) async fn credentials(sdk: &SdkConfig, role: Role) -> Result<Credentials, Error> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::provider::error::CredentialsError;
+
+    let name = role.as_str();
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| Error::config(format!("no credentials source for the {name} identity")))?;
+    provider.provide_credentials().await.map_err(|e| {
+        let message = format!(
+            "no usable credentials for the {name} identity: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        );
+        match e {
+            CredentialsError::ProviderTimedOut(_) => Error::Store {
+                message,
+                retryable: true,
+            },
+            CredentialsError::InvalidConfiguration(_) => Error::Config(message),
+            _ => Error::AccessDenied(message),
+        }
+    })
+}
+
 /// `[vault] region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else the profile's
 /// region is left to the SDK (`None` means: not found anywhere we may look without
 /// touching the network).

@@ -1,0 +1,221 @@
+//! One probe: a request sent as one identity, and what its answer says about that
+//! identity's rights.
+//!
+//! The answer alone decides, never the request's purpose: S3 authorises a request
+//! before it looks at its content, so any answer but 403 means the identity was
+//! allowed, even when the request then failed for its content (a malformed policy, a
+//! non-empty bucket, an upload that does not exist). The probes are built to fail that
+//! way, so that an identity wrongly allowed changes nothing.
+
+use std::future::Future;
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::store::retry::Retry;
+
+/// What an identity was seen to be able to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "observed", content = "detail", rename_all = "kebab-case")]
+pub enum Observed {
+    /// Authorised: a 2xx answer, or an error about the request's content (`detail`
+    /// then names it, e.g. `409 BucketNotEmpty`).
+    Allowed(String),
+    /// 403 AccessDenied.
+    Denied(String),
+    /// The answer says nothing about the identity's rights: a 5xx, a network error,
+    /// credentials that were not accepted, a missing bucket.
+    #[serde(rename = "error")]
+    Unknown(String),
+    /// Not sent; the reason.
+    #[serde(rename = "not-probed")]
+    Skipped(String),
+}
+
+impl Observed {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Observed::Allowed(_) => "allowed",
+            Observed::Denied(_) => "denied",
+            Observed::Unknown(_) => "error",
+            Observed::Skipped(_) => "not probed",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Observed::Allowed(d)
+            | Observed::Denied(d)
+            | Observed::Unknown(d)
+            | Observed::Skipped(d) => d,
+        }
+    }
+
+    /// Allowed, and done: a 2xx answer.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Observed::Allowed(d) if d == ACCEPTED)
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Observed::Allowed(_))
+    }
+
+    #[cfg(test)]
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Observed::Denied(_))
+    }
+}
+
+/// The detail of an [`Observed::Allowed`] that was a 2xx answer: the request did
+/// what it asked.
+pub const ACCEPTED: &str = "accepted";
+
+/// Error codes answered before (or instead of) authorisation: they say nothing about
+/// what the identity may do.
+const NOT_ABOUT_RIGHTS: [&str; 14] = [
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "PermanentRedirect",
+    "TemporaryRedirect",
+    "AuthorizationHeaderMalformed",
+    "IncompleteSignature",
+    "MissingSecurityHeader",
+    "InvalidSecurity",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+];
+
+/// Reads an answer: the observation, and the response when there was one.
+pub fn observe<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> (Observed, Option<T>, bool)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let err = match result {
+        Ok(out) => return (Observed::Allowed(ACCEPTED.into()), Some(out), false),
+        Err(err) => err,
+    };
+    match &err {
+        SdkError::ServiceError(_) => {}
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            return (Observed::Unknown(chain(&err)), None, true);
+        }
+        _ => return (Observed::Unknown(chain(&err)), None, false),
+    }
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code();
+    let detail = match (status, code) {
+        (Some(s), Some(c)) => format!("{s} {c}"),
+        (Some(s), None) => format!("HTTP {s}"),
+        (None, Some(c)) => c.to_string(),
+        (None, None) => chain(&err),
+    };
+    let observed = match (status, code) {
+        (_, Some(c)) if NOT_ABOUT_RIGHTS.contains(&c) => {
+            let why = match c {
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "TokenRefreshRequired" => "the credentials were not accepted",
+                "NoSuchBucket" => "the bucket does not exist",
+                "RequestTimeTooSkewed" => "this host's clock is wrong",
+                _ => "the request did not reach authorisation",
+            };
+            Observed::Unknown(format!("{detail}: {why}"))
+        }
+        (Some(403), Some("AccessDenied" | "AllAccessDisabled") | None) => Observed::Denied(detail),
+        (Some(400 | 404 | 405 | 409 | 412 | 416), Some(_)) => Observed::Allowed(detail),
+        (Some(s), _) => return (Observed::Unknown(detail), None, s == 429 || s >= 500),
+        (None, _) => Observed::Unknown(detail),
+    };
+    (observed, None, false)
+}
+
+/// Sends a probe (`send` builds it afresh for every attempt) and reads its answer. A
+/// transient failure (5xx, throttling, network) is retried through the one retry
+/// wrapper, a few times only: a probe that keeps failing is reported as such.
+pub async fn attempt<T, E, F, Fut>(what: &str, mut send: F) -> (Observed, Option<T>)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    let retry = Retry {
+        attempts: 3,
+        ..Retry::default()
+    };
+    let answered = retry
+        .run(what, || {
+            let sent = send();
+            async move {
+                match observe(sent.await) {
+                    (Observed::Unknown(message), _, true) => Err(Error::Store {
+                        message,
+                        retryable: true,
+                    }),
+                    (observed, out, _) => Ok((observed, out)),
+                }
+            }
+        })
+        .await;
+    answered.unwrap_or_else(|e| (Observed::Unknown(e.to_string()), None))
+}
+
+/// An error and its sources, each said once (never a raw response).
+fn chain<E: std::error::Error + 'static>(err: &E) -> String {
+    format!("{}", DisplayErrorContext(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::delete_bucket::DeleteBucketError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn answer(status: u16, code: Option<&str>) -> Observed {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(c) = code {
+            meta = meta.code(c);
+        }
+        let err = DeleteBucketError::generic(meta.build());
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        observe::<(), _>(Err(SdkError::service_error(err, raw))).0
+    }
+
+    #[test]
+    fn answers_are_read_as_rights() {
+        assert!(answer(403, Some("AccessDenied")).is_denied());
+        assert!(answer(403, None).is_denied()); // HEAD: no body, no code
+        assert!(answer(409, Some("BucketNotEmpty")).is_allowed());
+        assert!(answer(400, Some("MalformedPolicy")).is_allowed());
+        assert!(answer(404, Some("NoSuchUpload")).is_allowed());
+        assert!(answer(412, Some("PreconditionFailed")).is_allowed());
+        for (status, code) in [
+            (403, Some("InvalidAccessKeyId")),
+            (403, Some("SignatureDoesNotMatch")),
+            (400, Some("ExpiredToken")),
+            (404, Some("NoSuchBucket")),
+            (301, Some("PermanentRedirect")),
+            (503, Some("SlowDown")),
+            (500, None),
+            (404, None),
+        ] {
+            assert!(
+                matches!(answer(status, code), Observed::Unknown(_)),
+                "{status} {code:?}"
+            );
+        }
+        assert_eq!(
+            answer(409, Some("BucketNotEmpty")).detail(),
+            "409 BucketNotEmpty"
+        );
+    }
+}
