@@ -121,6 +121,17 @@ pub fn load_identities(path: &Path) -> Result<Identities, Error> {
 pub fn generate_identity_file(path: &Path) -> Result<String, Error> {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
+    let contents = format!(
+        "# created: {}\n# public key: {recipient}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        identity.to_string().expose_secret()
+    );
+    write_new_key_file(path, &contents)?;
+    Ok(recipient)
+}
+
+/// Writes a new private key file: mode 0600, never replacing an existing file, synced.
+pub fn write_new_key_file(path: &Path, contents: &str) -> Result<(), Error> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -136,15 +147,9 @@ pub fn generate_identity_file(path: &Path) -> Result<String, Error> {
                 Error::config(format!("cannot create {}: {e}", path.display()))
             }
         })?;
-    let contents = format!(
-        "# created: {}\n# public key: {recipient}\n{}\n",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        identity.to_string().expose_secret()
-    );
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
-    Ok(recipient)
+        .map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -118,30 +118,13 @@ pub fn generate_key_file(path: &Path) -> Result<PublicKey, Error> {
     let pair = Ed25519KeyPair::from_pkcs8(der.as_ref()).expect("a key ring just made");
     let key = SigningKey { pair };
     let public = key.public_key();
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::config(format!(
-                    "{} already exists; vault keygen never overwrites a key",
-                    path.display()
-                ))
-            } else {
-                Error::config(format!("cannot create {}: {e}", path.display()))
-            }
-        })?;
     let contents = format!(
         "# vault manifest signing key (ed25519), created {}\n# public key: {public}\n\
          {SECRET_PREFIX}{}\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         to_hex(der.as_ref())
     );
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::config(format!("cannot write {}: {e}", path.display())))?;
+    crate::crypto::write_new_key_file(path, &contents)?;
     Ok(public)
 }
 

@@ -37,7 +37,7 @@ use crate::cli::DoctorArgs;
 use crate::config::Settings;
 use crate::error::{Error, ExitCode, summary, worst};
 use crate::retention::{LockMode, LockSource, Period};
-use crate::store::s3::{S3Target, auth, client_for};
+use crate::store::s3::{S3Target, auth, chrono_time, client_for, smithy_time};
 use crate::store::{self, Role, Target};
 
 /// The reserved key component the canaries live under. Job names and prefixes cannot
@@ -1436,14 +1436,6 @@ fn other_version_id(version: &str) -> String {
 /// A date as shown to people: RFC 3339, whole seconds, `Z`.
 fn at(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn smithy_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
-    aws_smithy_types::DateTime::from_secs(t.timestamp())
-}
-
-fn chrono_time(t: aws_smithy_types::DateTime) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
 }
 
 #[cfg(test)]

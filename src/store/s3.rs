@@ -862,11 +862,11 @@ fn lock_mode(mode: LockMode) -> ObjectLockMode {
     }
 }
 
-fn smithy_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+pub(crate) fn smithy_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from_secs(t.timestamp())
 }
 
-fn chrono_time(t: aws_smithy_types::DateTime) -> DateTime<Utc> {
+pub(crate) fn chrono_time(t: aws_smithy_types::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
 }
 
