@@ -511,3 +511,36 @@ fn webhook_pings_for_good_and_failing_runs() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// A dump far smaller than the recent median (an emptied database looks like this) is
+/// reported as suspicious, in the report and in the metrics; it stays a warning.
+#[test]
+fn an_emptied_database_is_flagged_as_suspicious() {
+    let w = common::World::new();
+    w.config(&job("db", "dump.sql", ""));
+    for rows in [1000, 1100, 1050, 1000, 10] {
+        fs::write(
+            w.path("dump.sql"),
+            "INSERT INTO t VALUES (42);\n".repeat(rows),
+        )
+        .unwrap();
+        w.ok(&["backup"]);
+    }
+    let prom = w.path("vault.prom");
+    let out = w.vault(&["--json", "verify", "--prometheus", prom.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "a warning, not a failure: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = job_report(&report, "db");
+    assert_eq!(db["status"], "warning", "{db}");
+    assert!(
+        db["findings"].to_string().contains("suspicious size"),
+        "{db}"
+    );
+    let parsed = parse_exposition(&fs::read_to_string(&prom).unwrap());
+    let anomaly = parsed
+        .iter()
+        .find(|(n, labels, _)| n == "vault_job_size_anomaly" && labels["job"] == "db")
+        .unwrap()
+        .2;
+    assert_eq!(anomaly, 1.0);
+}
