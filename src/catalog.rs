@@ -21,6 +21,8 @@ pub struct Entry {
     /// blake3 of the manifest's stored bytes, when they could be read: what the next
     /// manifest's chain link names.
     pub blake3: Option<String>,
+    /// When the store says the manifest was written (not the writer's clock).
+    pub stored_at: Option<DateTime<Utc>>,
     pub manifest: Result<Manifest, Error>,
 }
 
@@ -70,6 +72,7 @@ pub async fn read_entries(
                 key: object.key,
                 version_id: object.version_id,
                 blake3,
+                stored_at: object.modified,
                 manifest,
             }
         })

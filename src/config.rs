@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::crypto::{self, Recipient};
 use crate::error::Error;
-use crate::manifest::Layout;
+use crate::manifest::{Layout, Manifest};
 use crate::notify::Ping;
 use crate::retention::{LockMode, LockSource, Period, Policy};
 use crate::signing::PublicKey;
@@ -112,6 +112,7 @@ struct SigningSection {
     state_dir: Option<PathBuf>,
     #[serde(default)]
     public_keys: Vec<String>,
+    unsigned_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,6 +329,27 @@ pub struct Signing {
     pub state_dir: PathBuf,
     /// The keys `verify` accepts; signing is required when there is one.
     pub public_keys: Vec<PublicKey>,
+    /// Manifests the store received before this instant may be unsigned: they predate
+    /// signing.
+    pub unsigned_before: Option<DateTime<Utc>>,
+}
+
+impl Signing {
+    /// Why a manifest that the store received at `stored_at` cannot be trusted, when
+    /// signing is on and it cannot.
+    pub fn distrust(&self, m: &Manifest, stored_at: Option<DateTime<Utc>>) -> Option<String> {
+        if self.public_keys.is_empty() {
+            return None;
+        }
+        let predates = match (self.unsigned_before, stored_at) {
+            (Some(cut), Some(at)) => at < cut,
+            _ => false,
+        };
+        if m.signature.is_none() && predates {
+            return None;
+        }
+        m.check_signature(&self.public_keys).err()
+    }
 }
 
 /// What `verify` checks beyond each backup, and where it reports.
@@ -658,7 +680,19 @@ fn signing_settings(s: SigningSection, base: &Path) -> Result<Signing, String> {
         .iter()
         .map(|k| PublicKey::parse(k).map_err(|e| format!("public_keys: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let unsigned_before = s
+        .unsigned_before
+        .as_deref()
+        .map(|t| {
+            crate::catalog::parse_time(t).map_err(|_| {
+                format!(
+                    "unsigned_before `{t}` is not a time (RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)"
+                )
+            })
+        })
+        .transpose()?;
     Ok(Signing {
+        unsigned_before,
         key_file: s.key_file.map(|f| base.join(f)),
         state_dir: s
             .state_dir

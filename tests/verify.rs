@@ -544,3 +544,49 @@ fn an_emptied_database_is_flagged_as_suspicious() {
         .2;
     assert_eq!(anomaly, 1.0);
 }
+
+/// Turning signing on: manifests written before `unsigned_before` may stay unsigned
+/// (the store's own write time decides, not the manifest's claim); without it, the old
+/// unsigned manifests are reported as tampering.
+#[test]
+fn signing_can_be_turned_on_for_an_existing_vault() {
+    let w = common::World::new();
+    let jobs = job("db", "dump.sql", "");
+    fs::write(w.path("dump.sql"), "INSERT INTO t VALUES (1);\n").unwrap();
+    w.config(&jobs);
+    w.ok(&["backup"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let cutoff = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let out = Command::new(vault_bin())
+        .args(["keygen", "--signing", "-o"])
+        .arg(w.path("signing.key"))
+        .output()
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let signing = format!(
+        "[signing]\nkey_file = \"signing.key\"\nstate_dir = \"state\"\npublic_keys = [\"{public}\"]\n"
+    );
+    w.config(&format!("{jobs}{signing}"));
+    w.ok(&["backup"]);
+    let out = w.vault(&["verify"]);
+    assert_eq!(code(&out), EXIT_INTEGRITY, "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not signed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    w.config(&format!("{jobs}{signing}unsigned_before = \"{cutoff}\"\n"));
+    let out = w.vault(&["--json", "verify", "--all"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checked"].as_array().unwrap().len(), 2);
+    // Both backups can be restored: the older one predates signing.
+    let first = w.manifests("db")[0]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["restore", "db", "--id", &first, "--output", "first.sql"]);
+}

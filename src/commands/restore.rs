@@ -81,15 +81,15 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
         eprintln!("warning: skipping a broken manifest: {bad}");
     }
-    let trusted = &settings.signing.public_keys;
     let mut good: Vec<&Manifest> = Vec::new();
-    for (key, m) in entries
+    for (entry, m) in entries
         .iter()
-        .filter_map(|e| e.manifest.as_ref().ok().map(|m| (&e.key, m)))
+        .filter_map(|e| e.manifest.as_ref().ok().map(|m| (e, m)))
     {
+        let key = &entry.key;
         // With signing on, a manifest that is not validly signed is not a backup.
-        match m.check_signature(trusted) {
-            Err(why) if !trusted.is_empty() => {
+        match settings.signing.distrust(m, entry.stored_at) {
+            Some(why) => {
                 if selection == Selection::Id(m.backup_id.clone()) {
                     return Err(Error::integrity(format!(
                         "backup {} of job `{}` cannot be trusted: manifest {key}: {why}",

@@ -321,7 +321,7 @@ async fn verify_job(
     // Per backup, the cheap checks for all: versions, locks, signature.
     let trusted = &settings.signing.public_keys;
     let observed: Vec<Observed> = stream::iter(&entries)
-        .map(|entry| observe(store, entry, &versions, trusted, now))
+        .map(|entry| observe(store, entry, &versions, &settings.signing, now))
         .buffered(HEADS_AT_ONCE)
         .collect()
         .await;
@@ -466,7 +466,7 @@ async fn observe(
     store: &dyn Store,
     entry: &Entry,
     versions: &BTreeMap<&str, Vec<&VersionInfo>>,
-    trusted: &[crate::signing::PublicKey],
+    signing: &crate::config::Signing,
     now: DateTime<Utc>,
 ) -> Observed {
     let m = match &entry.manifest {
@@ -502,9 +502,7 @@ async fn observe(
         Ok((findings, _)) => out.extend(findings),
         Err(f) => out.push(f),
     }
-    if !trusted.is_empty()
-        && let Err(why) = m.check_signature(trusted)
-    {
+    if let Some(why) = signing.distrust(m, entry.stored_at) {
         out.push(Finding::integrity(format!(
             "tampering: manifest {}: {why}",
             entry.key
