@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
                   with zstd, encrypts it to age recipients and streams it into write-once \
                   storage, then writes a manifest as the commit point.\n\n\
                   Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 integrity \
-                  failure, 4 backup missing, 5 access denied, 130 interrupted.",
+                  failure or tampering, 4 backup stale or missing, 5 access denied, 130 interrupted.",
     after_help = "Start with `vault demo` to see a full round trip in a scratch directory."
 )]
 pub struct Cli {

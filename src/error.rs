@@ -22,7 +22,8 @@ pub enum ExitCode {
     Usage = 2,
     /// Data does not match its manifest: size, hash, decryption or decompression.
     Integrity = 3,
-    /// An expected backup is missing (nothing matches the selection).
+    /// An expected backup is missing (nothing matches the selection), or in `verify`,
+    /// a job is stale: its newest good backup is older than its interval + grace.
     Missing = 4,
     /// The configured identity was denied access.
     AccessDenied = 5,
