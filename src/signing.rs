@@ -272,6 +272,9 @@ impl ChainState {
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
+            // An older head left in place would make the next manifest continue from
+            // it: a fork. Without it, the next manifest starts a new segment.
+            let _ = fs::remove_file(&path);
             Error::from_io(format!("cannot write chain state {}", path.display()), &e)
         })
     }

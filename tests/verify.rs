@@ -379,10 +379,19 @@ fn a_late_job_is_stale_and_metrics_say_so() {
     let value = |name: &str, job: &str| -> f64 {
         parsed
             .iter()
-            .find(|(n, labels, _)| n == name && labels.get("job").map(String::as_str) == Some(job))
+            .find(|(n, labels, _)| {
+                n == name && labels.get("vault_job").map(String::as_str) == Some(job)
+            })
             .unwrap_or_else(|| panic!("no {name}{{job={job}}} in\n{text}"))
             .2
     };
+    // Prometheus and the Pushgateway own `job`: vault's job is `vault_job`.
+    assert!(
+        parsed
+            .iter()
+            .all(|(_, labels, _)| !labels.contains_key("job")),
+        "{text}"
+    );
     let newest = &w.manifests("fast")[0];
     let finished = chrono::DateTime::parse_from_rfc3339(newest["finished_at"].as_str().unwrap())
         .unwrap()
@@ -402,7 +411,7 @@ fn a_late_job_is_stale_and_metrics_say_so() {
     let status = parsed
         .iter()
         .filter(|(n, labels, v)| {
-            n == "vault_job_verify_status" && labels["job"] == "fast" && *v == 1.0
+            n == "vault_job_verify_status" && labels["vault_job"] == "fast" && *v == 1.0
         })
         .map(|(_, labels, _)| labels["status"].clone())
         .collect::<Vec<_>>();
@@ -539,7 +548,7 @@ fn an_emptied_database_is_flagged_as_suspicious() {
     let parsed = parse_exposition(&fs::read_to_string(&prom).unwrap());
     let anomaly = parsed
         .iter()
-        .find(|(n, labels, _)| n == "vault_job_size_anomaly" && labels["job"] == "db")
+        .find(|(n, labels, _)| n == "vault_job_size_anomaly" && labels["vault_job"] == "db")
         .unwrap()
         .2;
     assert_eq!(anomaly, 1.0);

@@ -170,18 +170,19 @@ pub fn chain(linked: &[Linked<'_>]) -> (Vec<Finding>, usize) {
     let oldest = linked.iter().map(|l| l.manifest.backup_id.as_str()).min();
     let mut followers: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut segments = 0;
+    let mut seen_chain = false;
     for l in linked {
         let Some(link) = &l.manifest.chain else {
             continue;
         };
+        let first_link = !seen_chain;
+        seen_chain = true;
         match link.segment {
             Segment::New => {
                 segments += 1;
-                if segments > 1
-                    || linked
-                        .first()
-                        .is_some_and(|f| !std::ptr::eq(f.manifest, l.manifest))
-                {
+                // The first signed manifest starts the chain; a later new segment means
+                // the writer lost its state (or someone else holds the key).
+                if !first_link {
                     findings.push(Finding::warning(format!(
                         "new chain segment at backup {}: the writer had no chain state (a \
                          fresh host or lost state; or someone else holding the signing key)",
@@ -251,7 +252,7 @@ pub fn human_duration(d: TimeDelta) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::manifest::*;
@@ -259,7 +260,7 @@ mod tests {
     use crate::signing::Chain;
     use chrono::TimeZone;
 
-    fn manifest(at: DateTime<Utc>, size: u64) -> Manifest {
+    pub(in crate::commands::verify) fn manifest(at: DateTime<Utc>, size: u64) -> Manifest {
         Manifest {
             format: FORMAT.into(),
             version: VERSION,

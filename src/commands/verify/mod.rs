@@ -349,7 +349,7 @@ async fn verify_job(
 
     // Per job: freshness, gaps, size, chain, over the good backups.
     let good: Vec<usize> = (0..entries.len())
-        .filter(|i| parsed[*i].is_some() && !findings[*i].iter().any(Finding::spoils))
+        .filter(|i| parsed[*i].is_some() && !gone[*i] && !findings[*i].iter().any(Finding::spoils))
         .collect();
     let good_manifests: Vec<&Manifest> = good.iter().filter_map(|i| parsed[*i]).collect();
     report.good = good_manifests.len();
@@ -527,14 +527,25 @@ fn version_findings(
 ) -> (Vec<Finding>, bool) {
     let mut out = Vec::new();
     let mut gone = false;
+    // Once a backup's retention has ended, pruning it (a lifecycle rule, or an
+    // administrator) is expected: delete markers and removed versions are reported,
+    // not treated as tampering.
+    let expired = m.retention.lock.retain_until <= now;
+    let finding = |message: String| {
+        if expired {
+            Finding::warning(format!("expired backup {}: {message}", m.backup_id))
+        } else {
+            Finding::integrity(format!("tampering: {message}"))
+        }
+    };
     let none = Vec::new();
     for (what, key) in [("data", m.data.key.as_str()), ("manifest", manifest_key)] {
         let vs = versions.get(key).unwrap_or(&none);
         let markers = vs.iter().filter(|v| v.delete_marker).count();
         let objects = vs.len() - markers;
         if markers > 0 {
-            out.push(Finding::integrity(format!(
-                "tampering: {what} key {key} has {markers} delete marker{}",
+            out.push(finding(format!(
+                "{what} key {key} has {markers} delete marker{}",
                 if markers == 1 { "" } else { "s" }
             )));
         }
@@ -564,9 +575,9 @@ fn version_findings(
                     until.to_rfc3339()
                 ))
             } else {
-                Finding::integrity(format!(
-                    "the data {version} of {key} (backup {}) is gone; its retention ended {} \
-                     (expired: its manifest should have expired with it)",
+                Finding::warning(format!(
+                    "expired backup {}: the data {version} of {key} is gone; its retention \
+                     ended {} (pruned: the manifest remains until it is pruned too)",
                     m.backup_id,
                     until.to_rfc3339()
                 ))
@@ -662,4 +673,60 @@ async fn check_data(
         Some(ids) => pipeline::restore(object, &ids, &manifest, &mut std::io::sink()),
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn version(key: &str, id: &str, marker: bool) -> VersionInfo {
+        VersionInfo {
+            key: key.into(),
+            version_id: Some(id.into()),
+            delete_marker: marker,
+            size: 1,
+            modified: None,
+        }
+    }
+
+    #[test]
+    fn delete_markers_are_tampering_while_locked_and_pruning_after() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
+        let mut m = judge::tests::manifest(at, 1);
+        m.data.version_id = Some("v1".into());
+        m.retention.lock.retain_until = at + TimeDelta::days(35);
+        let listing = [version("k", "m1", true), version("k", "v1", false)];
+        let mut versions: BTreeMap<&str, Vec<&VersionInfo>> = BTreeMap::new();
+        for v in &listing {
+            versions.entry(v.key.as_str()).or_default().push(v);
+        }
+        let (locked, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
+        assert!(!gone);
+        assert!(
+            locked.iter().any(|f| f.severity == Severity::Integrity
+                && f.message
+                    .contains("tampering: data key k has 1 delete marker")),
+            "{locked:?}"
+        );
+        let (pruned, _) = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        assert!(
+            pruned.iter().all(|f| f.severity == Severity::Warning)
+                && pruned[0].message.contains("expired backup"),
+            "{pruned:?}"
+        );
+        // The version itself deleted: tampering before the promise, pruning after.
+        let versions: BTreeMap<&str, Vec<&VersionInfo>> = BTreeMap::new();
+        let (early, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
+        assert!(
+            gone && early
+                .iter()
+                .any(|f| f.message.contains("deleted before its retention ended"))
+        );
+        let (late, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        assert!(
+            gone && late.iter().all(|f| f.severity == Severity::Warning),
+            "{late:?}"
+        );
+    }
 }

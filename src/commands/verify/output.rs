@@ -179,7 +179,8 @@ pub fn json(report: &Report) -> serde_json::Value {
 /// A per-job metric: name, help, and its value for a job (none: no sample).
 type JobFamily = (&'static str, &'static str, fn(&JobReport) -> Option<f64>);
 
-/// Every job status a metric can carry, in the enum-as-labels style.
+/// Every job status a metric can carry, in the enum-as-labels style. Per-job samples
+/// are labelled `vault_job`: Prometheus and the Pushgateway own the `job` label.
 const STATUSES: [&str; 6] = [
     "ok",
     "warning",
@@ -315,7 +316,7 @@ pub fn prometheus(report: &Report) -> Metrics {
         m.family(name, "gauge", help);
         for j in &report.jobs {
             if let Some(v) = value(j) {
-                m.sample(name, &[("job", &j.job)], v);
+                m.sample(name, &[("vault_job", &j.job)], v);
             }
         }
     }
@@ -328,7 +329,7 @@ pub fn prometheus(report: &Report) -> Metrics {
         for s in STATUSES {
             m.sample(
                 "vault_job_verify_status",
-                &[("job", &j.job), ("status", s)],
+                &[("vault_job", &j.job), ("status", s)],
                 f64::from(u8::from(j.status == s)),
             );
         }
@@ -346,7 +347,7 @@ pub fn prometheus(report: &Report) -> Metrics {
             .count();
         m.sample(
             "vault_job_failed_backups",
-            &[("job", &j.job)],
+            &[("vault_job", &j.job)],
             failed as f64,
         );
     }
