@@ -599,3 +599,34 @@ fn signing_can_be_turned_on_for_an_existing_vault() {
         .to_string();
     w.ok(&["restore", "db", "--id", &first, "--output", "first.sql"]);
 }
+
+/// A series with a hole longer than interval + grace is reported as a gap (a warning:
+/// the job is fresh again, but a restore point is missing); a regular series is not.
+#[test]
+fn a_hole_in_the_series_is_reported_as_a_gap() {
+    let w = common::World::new();
+    fs::write(w.path("dump.sql"), "INSERT INTO t VALUES (1);\n".repeat(50)).unwrap();
+    w.config(&job("db", "dump.sql", "interval = \"3s\"\ngrace = \"3s\""));
+    w.ok(&["backup"]);
+    w.ok(&["backup"]);
+    let out = w.vault(&["--json", "verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = job_report(&report, "db");
+    assert_eq!(db["status"], "ok", "two backups in a row are no gap: {db}");
+
+    std::thread::sleep(Duration::from_secs(8));
+    w.ok(&["backup"]);
+    let out = w.vault(&["--json", "verify"]);
+    assert_eq!(code(&out), 0, "a gap is a warning: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = job_report(&report, "db");
+    assert_eq!(db["status"], "warning", "{db}");
+    let findings = db["findings"].to_string();
+    assert!(findings.contains("gap: no backup for"), "{db}");
+    assert_eq!(
+        findings.matches("gap:").count(),
+        1,
+        "one hole, one gap: {db}"
+    );
+}
