@@ -40,8 +40,18 @@ use crate::retention::{Lock, LockSource};
 use crate::store::{self, Role, Store, VersionInfo};
 use judge::{Expect, Finding, Linked, Severity};
 
-/// How many HEAD requests run at once.
+/// How many HEAD requests run at once (per job).
 const HEADS_AT_ONCE: usize = 16;
+
+/// How many jobs are listed and checked at once.
+const JOBS_AT_ONCE: usize = 4;
+
+/// How many backups are downloaded and hashed (or decrypted) at once, over all jobs:
+/// one per core, at least two (a download waits on the network as much as on the
+/// CPU), at most eight. Each stream holds a bounded buffer, so memory stays bounded.
+fn downloads_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
 
 /// One backup as checked.
 #[derive(Debug, Serialize)]
@@ -178,20 +188,27 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
         all: args.all,
         since,
         sample: args.sample.unwrap_or(0),
+        downloads: tokio::sync::Semaphore::new(downloads_at_once()),
     };
-    for job in &jobs {
-        let (report, backups) = verify_job(
-            store.as_ref(),
-            settings,
-            job,
-            &scope,
-            identities.clone(),
-            progress.counter(),
-        )
-        .await;
+    // Jobs are checked side by side (in their order in the report); the downloads of
+    // all of them share one limit.
+    let mut per_job = stream::iter(&jobs)
+        .map(|job| {
+            verify_job(
+                store.as_ref(),
+                settings,
+                job,
+                &scope,
+                identities.clone(),
+                progress.counter(),
+            )
+        })
+        .buffered(JOBS_AT_ONCE);
+    while let Some((report, backups)) = per_job.next().await {
         reports.push(report);
         checked.extend(backups);
     }
+    drop(per_job);
     drop(progress);
 
     let report = Report {
@@ -236,6 +253,8 @@ struct Scope {
     all: bool,
     since: Option<DateTime<Utc>>,
     sample: usize,
+    /// Permits for the downloads running at once.
+    downloads: tokio::sync::Semaphore,
 }
 
 impl Scope {
@@ -335,17 +354,28 @@ async fn verify_job(
     let mut hashed = vec![false; entries.len()];
     let mut chosen_sorted: Vec<usize> = chosen.into_iter().collect();
     chosen_sorted.sort_unstable();
-    for i in chosen_sorted {
-        let Some(m) = parsed[i] else { continue };
-        // No point downloading a version that is known to be gone.
-        if gone[i] {
-            continue;
-        }
+    // No point downloading a version that is known to be gone.
+    let to_hash: Vec<(usize, &Manifest)> = chosen_sorted
+        .into_iter()
+        .filter(|i| !gone[*i])
+        .filter_map(|i| parsed[i].map(|m| (i, m)))
+        .collect();
+    let mut downloads = stream::iter(to_hash)
+        .map(|(i, m)| {
+            let (identities, counter) = (identities.clone(), counter.clone());
+            async move {
+                let _permit = scope.downloads.acquire().await.expect("never closed");
+                (i, check_data(store, m, identities, counter).await)
+            }
+        })
+        .buffer_unordered(downloads_at_once());
+    while let Some((i, result)) = downloads.next().await {
         hashed[i] = true;
-        if let Err(e) = check_data(store, m, identities.clone(), counter.clone()).await {
+        if let Err(e) = result {
             findings[i].push(Finding::from_error(&e));
         }
     }
+    drop(downloads);
 
     // Per job: freshness, gaps, size, chain, over the good backups.
     let good: Vec<usize> = (0..entries.len())
