@@ -39,9 +39,21 @@ fn signing(w: &S3World) -> String {
 
 /// `vault --json verify ARGS`: exit code and the report.
 fn verify(w: &S3World, args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["--json", "verify"];
-    all.extend_from_slice(args);
-    let out = w.vault(&all);
+    report_of(args, w.vault(&verify_args(args)))
+}
+
+/// `vault --json verify ARGS` in a local world: exit code and the report.
+fn verify_local(w: &common::World, args: &[&str]) -> (i32, Value) {
+    report_of(args, w.vault(&verify_args(args)))
+}
+
+/// `--json verify ARGS`.
+fn verify_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [&["--json", "verify"], args].concat()
+}
+
+/// The exit code and JSON report of a `verify` run.
+fn report_of(args: &[&str], out: std::process::Output) -> (i32, Value) {
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("verify {args:?} printed no JSON ({e}): {}", stderr(&out)));
     (code(&out), report)
@@ -536,9 +548,8 @@ fn an_emptied_database_is_flagged_as_suspicious() {
         w.ok(&["backup"]);
     }
     let prom = w.path("vault.prom");
-    let out = w.vault(&["--json", "verify", "--prometheus", prom.to_str().unwrap()]);
-    assert_eq!(code(&out), 0, "a warning, not a failure: {}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rc, report) = verify_local(&w, &["--prometheus", prom.to_str().unwrap()]);
+    assert_eq!(rc, 0, "a warning, not a failure: {report:#}");
     let db = job_report(&report, "db");
     assert_eq!(db["status"], "warning", "{db}");
     assert!(
@@ -609,17 +620,15 @@ fn a_hole_in_the_series_is_reported_as_a_gap() {
     w.config(&job("db", "dump.sql", "interval = \"3s\"\ngrace = \"3s\""));
     w.ok(&["backup"]);
     w.ok(&["backup"]);
-    let out = w.vault(&["--json", "verify"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rc, report) = verify_local(&w, &[]);
+    assert_eq!(rc, 0, "{report:#}");
     let db = job_report(&report, "db");
     assert_eq!(db["status"], "ok", "two backups in a row are no gap: {db}");
 
     std::thread::sleep(Duration::from_secs(8));
     w.ok(&["backup"]);
-    let out = w.vault(&["--json", "verify"]);
-    assert_eq!(code(&out), 0, "a gap is a warning: {}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rc, report) = verify_local(&w, &[]);
+    assert_eq!(rc, 0, "a gap is a warning: {report:#}");
     let db = job_report(&report, "db");
     assert_eq!(db["status"], "warning", "{db}");
     let findings = db["findings"].to_string();

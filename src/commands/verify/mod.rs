@@ -208,6 +208,7 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
         reports.push(report);
         checked.extend(backups);
     }
+    // The stream borrows `progress`, dropped next.
     drop(per_job);
     drop(progress);
 
@@ -375,6 +376,7 @@ async fn verify_job(
             findings[i].push(Finding::from_error(&e));
         }
     }
+    // The stream borrows `entries`, moved into the report below.
     drop(downloads);
 
     // Per job: freshness, gaps, size, chain, over the good backups.
