@@ -1,7 +1,7 @@
 //! What a vault holds: the manifests of a job, read back and checked, and the choice
 //! of one backup (`--latest`, `--id`, `--before`).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 
@@ -119,51 +119,4 @@ pub fn select<'m>(
         };
         Error::not_found(format!("job `{job}` has {what} (see `vault list {job}`)"))
     })
-}
-
-/// Parses `--before`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` taken as UTC.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
-    }
-    Err(Error::config(format!(
-        "--before `{s}` is not a time (use RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)"
-    )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn times_parse() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 20, 12, 30, 0).unwrap();
-        assert_eq!(parse_time("2026-11-20T12:30:00Z").unwrap(), t);
-        assert_eq!(parse_time("2026-11-20T13:30:00+01:00").unwrap(), t);
-        assert_eq!(parse_time("2026-11-20T12:30").unwrap(), t);
-        assert_eq!(
-            parse_time("2026-11-20").unwrap(),
-            Utc.with_ymd_and_hms(2026, 11, 20, 0, 0, 0).unwrap()
-        );
-        assert!(
-            parse_time("yesterday")
-                .unwrap_err()
-                .to_string()
-                .contains("yesterday")
-        );
-    }
 }

@@ -26,16 +26,19 @@ pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod pipe;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod retention;
+pub mod retry;
 pub mod signal;
 pub mod signing;
 pub mod source;
 pub mod store;
+pub mod units;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,9 @@
 //!
 //! docs/format.md is the specification; this module is its reference implementation.
 //! A manifest is written only after its data object is complete, so a backup exists
-//! exactly when its manifest does.
+//! exactly when its manifest does: [`Manifest::new`] takes the pipeline's `Written`,
+//! which only a completed stream produces, and no other code can make a manifest
+//! (reading one back is [`Manifest::from_bytes`]).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::Rng;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::pipeline::{Expected, Written};
 use crate::retention::{Lock, LockSource, Tier};
 use crate::signing::{Chain, Signature};
 
@@ -39,10 +42,18 @@ pub struct Manifest {
     /// The link to the job's previous manifest (signed manifests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
-    /// The writer's signature of [`Manifest::signed_bytes`], when it has a signing key.
+    /// The writer's signature of its signed bytes ([`crate::signing::Signed`]), when
+    /// it has a signing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,
+    /// Keeps struct literals out of other modules: see [`Manifest::new`].
+    #[serde(skip)]
+    sealed: Sealed,
 }
+
+/// A field no other module can name.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Sealed;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
@@ -107,29 +118,128 @@ impl Tool {
     }
 }
 
+impl crate::signing::Signed for Manifest {
+    fn signature(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+
+    /// The bytes a signature covers: the manifest as stored, without its signature.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        unsigned.to_bytes()
+    }
+}
+
 impl Manifest {
+    /// The manifest of a completed backup stream, unsigned and unchained; finished now.
+    pub fn new(
+        job: &str,
+        backup_id: &str,
+        source: SourceInfo,
+        started_at: DateTime<Utc>,
+        written: Written,
+        retention: Retention,
+    ) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            job: job.to_string(),
+            backup_id: backup_id.to_string(),
+            source,
+            started_at,
+            finished_at: Utc::now(),
+            data: DataObject {
+                key: written.key().to_string(),
+                version_id: written.version_id().map(str::to_string),
+                size: written.ciphertext().size,
+                blake3: written.ciphertext().blake3.clone(),
+            },
+            plaintext: written.plaintext().clone(),
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: written.compression().level,
+                size: written.compressed_size(),
+            },
+            encryption: Encryption {
+                algorithm: "age-v1-x25519".into(),
+                recipients: written.recipients().to_vec(),
+            },
+            retention,
+            tool: Tool::this(),
+            chain: None,
+            signature: None,
+            sealed: Sealed,
+        }
+    }
+
+    /// What the data object must turn out to be when read back.
+    pub fn expected(&self) -> Expected {
+        Expected {
+            key: self.data.key.clone(),
+            ciphertext: Digest {
+                size: self.data.size,
+                blake3: self.data.blake3.clone(),
+            },
+            plaintext: self.plaintext.clone(),
+            recipients: self.encryption.recipients.clone(),
+        }
+    }
+
+    /// A manifest with made-up hashes, for the unit tests of what reads manifests.
+    #[cfg(test)]
+    pub(crate) fn sample(at: DateTime<Utc>, size: u64) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            job: "app".into(),
+            backup_id: new_backup_id(at),
+            source: SourceInfo {
+                kind: "command".into(),
+                extension: "bin".into(),
+                databases: Vec::new(),
+            },
+            started_at: at,
+            finished_at: at + chrono::TimeDelta::minutes(1),
+            data: DataObject {
+                key: "k".into(),
+                version_id: None,
+                size,
+                blake3: "00".into(),
+            },
+            plaintext: Digest {
+                size,
+                blake3: "00".into(),
+            },
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: 3,
+                size,
+            },
+            encryption: Encryption {
+                algorithm: "age-v1-x25519".into(),
+                recipients: vec![],
+            },
+            retention: Retention {
+                tier: Tier::Daily,
+                lock: Lock {
+                    mode: crate::retention::LockMode::Compliance,
+                    retain_until: at,
+                },
+                applied_by: LockSource::PerObject,
+            },
+            tool: Tool::this(),
+            chain: None,
+            signature: None,
+            sealed: Sealed,
+        }
+    }
+
     /// Pretty JSON with a trailing newline: the exact bytes stored.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("manifest serialises");
         out.push(b'\n');
         out
-    }
-
-    /// The bytes a signature covers: the manifest as stored, without its signature.
-    pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut unsigned = self.clone();
-        unsigned.signature = None;
-        unsigned.to_bytes()
-    }
-
-    /// Checks the signature against the trusted keys; the error says why it fails.
-    pub fn check_signature(&self, trusted: &[crate::signing::PublicKey]) -> Result<(), String> {
-        match &self.signature {
-            None => {
-                Err("it is not signed, and [signing] public_keys requires signed manifests".into())
-            }
-            Some(sig) => sig.check(&self.signed_bytes(), trusted),
-        }
     }
 
     /// Parses and checks a stored manifest; `key` names it in errors.
@@ -273,49 +383,13 @@ mod tests {
     #[test]
     fn manifest_round_trips_and_rejects_other_versions() {
         let at = Utc.with_ymd_and_hms(2026, 3, 7, 1, 2, 3).unwrap();
-        let m = Manifest {
-            format: FORMAT.into(),
-            version: VERSION,
-            job: "app".into(),
-            backup_id: new_backup_id(at),
-            source: SourceInfo {
-                kind: "sqlite".into(),
-                extension: "sqlite".into(),
-                databases: Vec::new(),
-            },
-            started_at: at,
-            finished_at: at,
-            data: DataObject {
-                key: "k".into(),
-                version_id: None,
-                size: 1,
-                blake3: "00".into(),
-            },
-            plaintext: Digest {
-                size: 0,
-                blake3: "00".into(),
-            },
-            compression: Compression {
-                algorithm: "zstd".into(),
-                level: 3,
-                size: 9,
-            },
-            encryption: Encryption {
-                algorithm: "age-v1-x25519".into(),
-                recipients: vec!["age1x".into()],
-            },
-            retention: Retention {
-                tier: Tier::Daily,
-                lock: Lock {
-                    mode: crate::retention::LockMode::Compliance,
-                    retain_until: at,
-                },
-                applied_by: LockSource::PerObject,
-            },
-            tool: Tool::this(),
-            chain: None,
-            signature: None,
-        };
+        let mut m = Manifest::sample(at, 1);
+        m.source.kind = "sqlite".into();
+        m.source.extension = "sqlite".into();
+        m.finished_at = at;
+        m.plaintext.size = 0;
+        m.compression.size = 9;
+        m.encryption.recipients = vec!["age1x".into()];
         let bytes = m.to_bytes();
         assert_eq!(Manifest::from_bytes("k", &bytes).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();

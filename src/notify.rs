@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
-use crate::store::retry::Retry;
+use crate::retry::Retry;
 
 /// Where one run reports itself, healthchecks.io style.
 #[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]

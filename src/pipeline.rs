@@ -14,11 +14,15 @@
 //! Every stage finishes its layer explicitly (an unfinished zstd or age writer
 //! truncates), and the source's `finish` (exit status) is checked *before* the stream
 //! to the store is ended: a failing source cuts the stream short and the store never
-//! completes the object. Only a fully successful pipeline returns [`Written`], and only
-//! with a `Written` can a manifest be made.
+//! completes the object. Only a fully successful pipeline returns [`Written`] (no other
+//! code can make one), and `Manifest::new` takes a `Written`: the type system keeps
+//! the rule that a manifest exists only for a completed data object.
 //!
 //! Restore: `store.get -> blake3(ciphertext) -> age decrypt -> zstd -> blake3(plaintext)
-//! -> sink`, both hashes checked against the manifest at the end.
+//! -> sink`, both hashes checked against what the manifest promised ([`Expected`]) at
+//! the end.
+//!
+//! Must not import `config` or `manifest`: it takes what it needs.
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
@@ -26,23 +30,80 @@ use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, anyhow};
 
-use crate::config::{Compression, SourceConfig};
 use crate::crypto::{Identities, Recipient};
 use crate::digest::{CopyError, CountingWriter, Digest, HashingReader, HashingWriter, copy_large};
 use crate::error::Error;
-use crate::manifest::Manifest;
 use crate::pipe::{self, PipeReader, PipeWriter};
 use crate::progress::Tracked;
-use crate::source;
+use crate::source::{self, Spec};
 use crate::store::{PutOptions, Store};
 
-/// What a completed backup stream produced: everything its manifest needs.
+/// zstd settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    pub level: i32,
+    /// Worker threads; 0 means one per core.
+    pub threads: u32,
+}
+
+/// What a completed backup stream produced: everything its manifest needs. Its
+/// fields are private and only [`backup`] makes one.
 #[derive(Debug, Clone)]
 pub struct Written {
-    pub plaintext: Digest,
-    pub compressed_size: u64,
+    key: String,
+    plaintext: Digest,
+    compression: Compression,
+    compressed_size: u64,
+    ciphertext: Digest,
+    version_id: Option<String>,
+    recipients: Vec<String>,
+}
+
+impl Written {
+    /// The data object's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The dump as the source produced it.
+    pub fn plaintext(&self) -> &Digest {
+        &self.plaintext
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Size of the zstd stream (the age plaintext).
+    pub fn compressed_size(&self) -> u64 {
+        self.compressed_size
+    }
+
+    /// The stored object (the ciphertext).
+    pub fn ciphertext(&self) -> &Digest {
+        &self.ciphertext
+    }
+
+    /// The store's version id of the data object, when it has versions.
+    pub fn version_id(&self) -> Option<&str> {
+        self.version_id.as_deref()
+    }
+
+    /// The age recipients the object is encrypted to, as written in the config.
+    pub fn recipients(&self) -> &[String] {
+        &self.recipients
+    }
+}
+
+/// What a stored object must turn out to be when read back: its manifest's promise.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The data object's key, for messages.
+    pub key: String,
     pub ciphertext: Digest,
-    pub version_id: Option<String>,
+    pub plaintext: Digest,
+    /// The recipients it was encrypted to, named when no key fits.
+    pub recipients: Vec<String>,
 }
 
 /// Streams one dump from `source` into `store` under `key`.
@@ -50,7 +111,7 @@ pub async fn backup(
     store: &dyn Store,
     key: &str,
     opts: &PutOptions,
-    source: SourceConfig,
+    source: Spec,
     recipients: Vec<Recipient>,
     compression: Compression,
     progress: Arc<AtomicU64>,
@@ -66,6 +127,7 @@ pub async fn backup(
     let compress = tokio::task::spawn_blocking(move || {
         compress_stage(&source, compressed_tx, compression, progress)
     });
+    let recipient_texts: Vec<String> = recipients.iter().map(|r| r.text.clone()).collect();
     let encrypt =
         tokio::task::spawn_blocking(move || encrypt_stage(compressed_rx, cipher_tx, &recipients));
     let upload = store.put(key, cipher_rx, opts);
@@ -89,10 +151,13 @@ pub async fn backup(
                 .into());
             }
             Ok(Written {
+                key: key.to_string(),
                 plaintext,
+                compression,
                 compressed_size,
                 ciphertext,
                 version_id: receipt.version_id,
+                recipients: recipient_texts,
             })
         }
         (c, e, u) => Err(root_cause(vec![c.err(), e.err(), u.err()])),
@@ -110,7 +175,7 @@ fn root_cause(errors: Vec<Option<anyhow::Error>>) -> anyhow::Error {
 }
 
 fn compress_stage(
-    source: &SourceConfig,
+    source: &Spec,
     out: PipeWriter,
     compression: Compression,
     progress: Arc<AtomicU64>,
@@ -174,16 +239,16 @@ fn encrypt_stage(
 }
 
 /// Decrypts and decompresses a data object into `sink`, checking both hashes against
-/// `manifest`. Errors in the data are [`Error::Integrity`]; a key that does not fit is
+/// `expected`. Errors in the data are [`Error::Integrity`]; a key that does not fit is
 /// [`Error::Config`]; failures of `sink` are plain I/O errors. On error, whatever
 /// reached `sink` must be thrown away.
 pub fn restore(
     object: impl Read,
     identities: &Identities,
-    manifest: &Manifest,
+    expected: &Expected,
     sink: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let key = &manifest.data.key;
+    let key = &expected.key;
     let cipher = HashingReader::new(object);
     let ciphertext = cipher.digest();
     let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(pipe::CHUNK, cipher))
@@ -195,7 +260,7 @@ pub fn restore(
                 "none of the keys in {} can decrypt {key}: it is encrypted to {} \
              (use the restorer's identity file for one of these recipients)",
                 identities.path,
-                manifest.encryption.recipients.join(", ")
+                expected.recipients.join(", ")
             )),
             other => Error::integrity(format!("cannot decrypt {key}: {other}")),
         })?;
@@ -217,37 +282,31 @@ pub fn restore(
         key,
         "ciphertext",
         &ciphertext.finish(),
-        &Digest {
-            size: manifest.data.size,
-            blake3: manifest.data.blake3.clone(),
-        },
+        &expected.ciphertext,
     )?;
     check(
         key,
         "plaintext",
         &plain_digest.finish(),
-        &manifest.plaintext,
+        &expected.plaintext,
     )?;
     Ok(())
 }
 
 /// Hashes a data object as stored (no key needed) and compares it with its manifest.
-pub fn verify_ciphertext(object: impl Read, manifest: &Manifest) -> anyhow::Result<()> {
+pub fn verify_ciphertext(object: impl Read, expected: &Expected) -> anyhow::Result<()> {
     let mut reader = HashingReader::new(object);
     let digest = reader.digest();
     if let Err(CopyError::Read { error, .. } | CopyError::Write(error)) =
         copy_large(&mut reader, &mut io::sink())
     {
-        return Err(anyhow::Error::new(error).context(format!("cannot read {}", manifest.data.key)));
+        return Err(anyhow::Error::new(error).context(format!("cannot read {}", expected.key)));
     }
     check(
-        &manifest.data.key,
+        &expected.key,
         "ciphertext",
         &digest.finish(),
-        &Digest {
-            size: manifest.data.size,
-            blake3: manifest.data.blake3.clone(),
-        },
+        &expected.ciphertext,
     )
 }
 

@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,51 @@ const PUBLIC_PREFIX: &str = "vault-ed25519:";
 const SECRET_PREFIX: &str = "VAULT-ED25519-SECRET-KEY:";
 /// The only signature algorithm.
 pub const ALGORITHM: &str = "ed25519";
+
+/// Manifest signing as configured: the writer's key and chain state, the readers'
+/// trusted keys.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    /// The writer's ed25519 key file (`vault keygen --signing`); manifests are signed
+    /// when it is set.
+    pub key_file: Option<PathBuf>,
+    /// Where the writer keeps each job's chain head.
+    pub state_dir: PathBuf,
+    /// The keys `verify` accepts; signing is required when there is one.
+    pub public_keys: Vec<PublicKey>,
+    /// Manifests the store received before this instant may be unsigned: they predate
+    /// signing.
+    pub unsigned_before: Option<DateTime<Utc>>,
+}
+
+/// Something signed: its signature, and the bytes the signature covers.
+pub trait Signed {
+    fn signature(&self) -> Option<&Signature>;
+    fn signed_bytes(&self) -> Vec<u8>;
+}
+
+impl Signing {
+    /// The trust rule of every reader (verify, restore): why `item`, which the store
+    /// received at `stored_at`, cannot be trusted, when signing is on and it cannot.
+    /// The store's time decides whether an unsigned item predates signing, never the
+    /// item's own claim.
+    pub fn distrust(&self, item: &impl Signed, stored_at: Option<DateTime<Utc>>) -> Option<String> {
+        if self.public_keys.is_empty() {
+            return None;
+        }
+        let predates = match (self.unsigned_before, stored_at) {
+            (Some(cut), Some(at)) => at < cut,
+            _ => false,
+        };
+        match item.signature() {
+            None if predates => None,
+            None => {
+                Some("it is not signed, and [signing] public_keys requires signed manifests".into())
+            }
+            Some(sig) => sig.check(&item.signed_bytes(), &self.public_keys).err(),
+        }
+    }
+}
 
 /// An ed25519 public key: `vault-ed25519:<64 hex digits>`.
 #[derive(Clone, PartialEq, Eq)]

@@ -719,7 +719,7 @@ fn the_s3_store_passes_the_conformance_suite() {
     // The suite reads and writes: it runs as the admin, whose keys come from files.
     fs::write(w.world.path("admin.id"), &w.moto.admin.id).unwrap();
     fs::write(w.world.path("admin.secret"), &w.moto.admin.secret).unwrap();
-    let identity = vault::config::Identity {
+    let identity = vault::store::Identity {
         access_key_id_file: Some(w.world.path("admin.id")),
         secret_access_key_file: Some(w.world.path("admin.secret")),
         ..Default::default()

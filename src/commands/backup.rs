@@ -23,8 +23,8 @@ use crate::pipeline;
 use crate::progress::Progress;
 use crate::report::human_bytes;
 use crate::signal::interrupted;
-use crate::signing::{ChainState, Signature, SigningKey};
-use crate::store::{self, PutOptions, Role, Store};
+use crate::signing::{ChainState, Signature, Signed as _, SigningKey};
+use crate::store::{PutOptions, Role, Store};
 
 #[derive(Serialize)]
 struct JobResult {
@@ -78,7 +78,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
         Some(path) => Some(SigningKey::load(path)?),
         None => None,
     };
-    let store = store::open(settings, Role::Writer).await?;
+    let store = super::open_store(settings, Role::Writer).await?;
     warn_about(store.as_ref());
 
     let mut results = Vec::new();
@@ -203,43 +203,22 @@ pub async fn backup_job(
     .await?;
     drop(progress);
 
-    let mut manifest = Manifest {
-        format: manifest::FORMAT.into(),
-        version: manifest::VERSION,
-        job: job.name.clone(),
-        backup_id: backup_id.clone(),
-        source: manifest::SourceInfo {
+    let mut manifest = Manifest::new(
+        &job.name,
+        &backup_id,
+        manifest::SourceInfo {
             kind: job.source.kind().into(),
             extension,
             databases: job.source.databases(),
         },
         started_at,
-        finished_at: Utc::now(),
-        data: manifest::DataObject {
-            key: key.clone(),
-            version_id: written.version_id,
-            size: written.ciphertext.size,
-            blake3: written.ciphertext.blake3,
-        },
-        plaintext: written.plaintext,
-        compression: manifest::Compression {
-            algorithm: "zstd".into(),
-            level: settings.compression.level,
-            size: written.compressed_size,
-        },
-        encryption: manifest::Encryption {
-            algorithm: "age-v1-x25519".into(),
-            recipients: job.recipients.iter().map(|r| r.text.clone()).collect(),
-        },
-        retention: manifest::Retention {
+        written,
+        manifest::Retention {
             tier,
             lock,
             applied_by: settings.retention.source,
         },
-        tool: manifest::Tool::this(),
-        chain: None,
-        signature: None,
-    };
+    );
     let state_dir = &settings.signing.state_dir;
     let head = signer.and_then(|_| ChainState::load(state_dir, &job.name));
     if let Some(key) = signer {

@@ -38,7 +38,7 @@ use crate::config::Settings;
 use crate::error::{Error, ExitCode, summary, worst};
 use crate::retention::{LockMode, LockSource, Period};
 use crate::store::s3::{S3Target, auth, chrono_time, client_for, smithy_time};
-use crate::store::{self, Role, Target};
+use crate::store::{Role, Target};
 
 /// The reserved key component the canaries live under. Job names and prefixes cannot
 /// start with `.` or `.vault` (config.rs), so no backup ever shares it.
@@ -192,11 +192,7 @@ pub async fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<()> {
     };
     let mut idents = Vec::new();
     for role in selected(&args.only) {
-        let identity = match role {
-            Role::Writer => &settings.identities.writer,
-            Role::Verifier => &settings.identities.verifier,
-            Role::Restorer => &settings.identities.restorer,
-        };
+        let identity = settings.identities.store(role);
         let sdk = auth::sdk_config(identity, role, target.region.as_deref())
             .await
             .map_err(|e| match e {
@@ -494,7 +490,7 @@ impl Doctor<'_> {
             return;
         };
         let found = async {
-            let store = store::open(self.settings, reader.role).await?;
+            let store = super::open_store(self.settings, reader.role).await?;
             let rel = self.settings.layout.job_root(RESERVED);
             let listed = store.list_originals(&rel).await?;
             // The newest: keys start with the time to the millisecond.

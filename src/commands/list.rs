@@ -8,7 +8,7 @@ use crate::cli::ListArgs;
 use crate::error::{ExitCode, summary, worst};
 use crate::manifest::Manifest;
 use crate::report::{Table, human_bytes};
-use crate::store::{self, Role};
+use crate::store::Role;
 
 #[derive(Serialize)]
 struct Broken {
@@ -21,7 +21,7 @@ struct Broken {
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let jobs = settings.job_names(args.job.as_deref());
-    let store = store::open(settings, Role::Verifier).await?;
+    let store = super::open_store(settings, Role::Verifier).await?;
     warn_about(store.as_ref());
 
     let mut good: Vec<Manifest> = Vec::new();

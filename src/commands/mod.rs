@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Settings;
 use crate::crypto::{self, Identities};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{self, Role, Store};
 
 /// What every command that reads the config gets.
 pub struct Context {
@@ -44,6 +44,11 @@ pub fn restorer_identities(flag: Option<&Path>, settings: &Settings) -> Result<I
             })?,
     };
     crypto::load_identities(&path)
+}
+
+/// Opens the configured store as `role`, with that role's identity and no other.
+pub async fn open_store(settings: &Settings, role: Role) -> Result<Box<dyn Store>, Error> {
+    store::open(&settings.target, settings.identities.store(role), role).await
 }
 
 /// Says on stderr how the store falls short of an Object Lock bucket (once per run).

@@ -36,7 +36,7 @@ use crate::progress::{Progress, Tracked};
 use crate::report::human_bytes;
 use crate::signal::interrupted;
 use crate::source;
-use crate::store::{self, Role};
+use crate::store::Role;
 
 enum Destination {
     File { path: PathBuf, force: bool },
@@ -71,11 +71,13 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let identities = restorer_identities(args.identity.as_deref(), settings)?;
     let selection = match (&args.id, &args.before) {
         (Some(id), _) => Selection::Id(id.clone()),
-        (None, Some(t)) => Selection::Before(catalog::parse_time(t)?),
+        (None, Some(t)) => Selection::Before(
+            crate::units::parse_time(t).map_err(|e| Error::config(format!("--before {e}")))?,
+        ),
         (None, None) => Selection::Latest,
     };
 
-    let store = store::open(settings, Role::Restorer).await?;
+    let store = super::open_store(settings, Role::Restorer).await?;
     warn_about(store.as_ref());
     let entries = catalog::entries(store.as_ref(), &settings.layout, &args.job).await?;
     for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
@@ -285,7 +287,7 @@ fn to_file(
         .open(&partial.path)
         .with_context(|| format!("cannot create {}", partial.path.display()))?;
     let mut out = BufWriter::with_capacity(pipe::CHUNK, file);
-    pipeline::restore(object, identities, manifest, &mut out)?;
+    pipeline::restore(object, identities, &manifest.expected(), &mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     if !force && path.exists() {
@@ -317,7 +319,7 @@ fn to_dir(
         io::copy(&mut tar_out, &mut io::sink())?;
         Ok(())
     });
-    let restored = pipeline::restore(object, identities, manifest, &mut tar_in)
+    let restored = pipeline::restore(object, identities, &manifest.expected(), &mut tar_in)
         .and_then(|()| tar_in.finish().map_err(Into::into));
     let unpacked = unpacker
         .join()
@@ -342,7 +344,7 @@ fn to_stdout(
 ) -> anyhow::Result<String> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(pipe::CHUNK, stdout.lock());
-    pipeline::restore(object, identities, manifest, &mut out)
+    pipeline::restore(object, identities, &manifest.expected(), &mut out)
         .context("the data already written to stdout is incomplete or corrupt: discard it")?;
     out.flush()?;
     Ok("stdout".into())

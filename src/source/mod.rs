@@ -7,23 +7,29 @@
 
 pub mod child;
 pub mod command;
+mod engines;
 mod files;
 pub mod mysql;
 pub mod postgres;
 mod redis;
 mod scratch;
 mod shape;
+mod spec;
 mod sqlite;
 
+pub use engines::{
+    MysqlSource, PasswordFrom, PgPart, PostgresSource, RedisSource, check_no_password_in_url,
+    redact_url, url_without_database,
+};
 pub use files::unpack as unpack_tar;
 pub use scratch::Scratch;
+pub use spec::Spec;
 
 use std::io::Read;
 use std::thread::JoinHandle;
 
 use anyhow::anyhow;
 
-use crate::config::SourceConfig;
 use crate::pipe::PipeReader;
 
 /// A dump in progress.
@@ -33,19 +39,19 @@ pub trait DumpStream: Read + Send {
 }
 
 /// Starts a dump for `config`.
-pub fn open(config: &SourceConfig) -> anyhow::Result<Box<dyn DumpStream>> {
+pub fn open(config: &Spec) -> anyhow::Result<Box<dyn DumpStream>> {
     match config {
-        SourceConfig::Sqlite { path } => sqlite::open(path),
-        SourceConfig::Files { path } => files::open(path),
-        SourceConfig::Command {
+        Spec::Sqlite { path } => sqlite::open(path),
+        Spec::Files { path } => files::open(path),
+        Spec::Command {
             command,
             env,
             fail_on_stderr,
             ..
         } => command::open(command, env, *fail_on_stderr),
-        SourceConfig::Postgres(pg) => postgres::open(pg),
-        SourceConfig::Mysql(m) => mysql::open(m),
-        SourceConfig::Redis(r) => redis::open(r),
+        Spec::Postgres(pg) => postgres::open(pg),
+        Spec::Mysql(m) => mysql::open(m),
+        Spec::Redis(r) => redis::open(r),
     }
 }
 

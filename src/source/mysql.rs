@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use super::DumpStream;
 use super::child::{self, Spawn};
+use super::engines::MysqlSource;
 use super::scratch::Scratch;
 use super::shape::{Shape, Tail};
-use crate::config::MysqlSource;
 
 const SQL_DUMP: Shape = Shape {
     what: "mysqldump SQL script",
@@ -138,9 +138,9 @@ pub mod restore {
     use std::process::Stdio;
 
     use super::*;
-    use crate::config::{check_no_password_in_url, redact_url};
     use crate::error::Error;
     use crate::source::child::ChildSink;
+    use crate::source::{check_no_password_in_url, redact_url};
 
     pub struct Target {
         conn: Conn,

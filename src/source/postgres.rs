@@ -19,8 +19,8 @@ use anyhow::{Context, anyhow};
 
 use super::DumpStream;
 use super::child::{self, Spawn};
+use super::engines::{PgPart, PostgresSource, url_without_database};
 use super::shape::{Shape, Tail};
-use crate::config::{PgPart, PostgresSource, url_without_database};
 use crate::error::Error;
 
 const ARCHIVE: Shape = Shape {
@@ -157,8 +157,8 @@ pub mod restore {
     use std::process::Stdio;
 
     use super::*;
-    use crate::config::{check_no_password_in_url, redact_url};
     use crate::source::child::ChildSink;
+    use crate::source::{check_no_password_in_url, redact_url};
 
     /// A parsed `--to` for a PostgreSQL restore.
     pub struct Target {

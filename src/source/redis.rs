@@ -12,8 +12,8 @@
 
 use super::DumpStream;
 use super::child::{self, Spawn};
+use super::engines::RedisSource;
 use super::shape::{Shape, Tail};
-use crate::config::RedisSource;
 
 const RDB: Shape = Shape {
     what: "Redis RDB file",

@@ -9,8 +9,9 @@
 pub mod cleanup;
 pub mod conformance;
 pub mod local;
-pub mod retry;
 pub mod s3;
+
+pub use s3::Identity;
 
 use std::path::PathBuf;
 
@@ -201,19 +202,16 @@ impl Role {
     }
 }
 
-/// Opens the configured store as `role`, with that role's identity and no other.
-pub async fn open(settings: &crate::config::Settings, role: Role) -> Result<Box<dyn Store>, Error> {
-    match &settings.target {
+/// Opens `target` as `role`, with that role's `identity` and no other (a local
+/// directory has no identities: the Unix user running vault is the identity).
+pub async fn open(
+    target: &Target,
+    identity: &Identity,
+    role: Role,
+) -> Result<Box<dyn Store>, Error> {
+    match target {
         Target::Local(root) => Ok(Box::new(local::LocalStore::open(root, role)?)),
-        Target::S3(target) => {
-            let ids = &settings.identities;
-            let identity = match role {
-                Role::Writer => &ids.writer,
-                Role::Verifier => &ids.verifier,
-                Role::Restorer => &ids.restorer,
-            };
-            Ok(Box::new(s3::S3Store::open(target, identity, role).await?))
-        }
+        Target::S3(target) => Ok(Box::new(s3::S3Store::open(target, identity, role).await?)),
     }
 }
 
@@ -251,6 +249,21 @@ impl Target {
             return Err("the target is empty".into());
         }
         Ok(Target::Local(base.join(value)))
+    }
+
+    /// Applies the S3 keys of `[vault]`; refuses them for other targets.
+    pub fn configure(self, options: &s3::Options) -> Result<Target, String> {
+        match self {
+            Target::S3(mut s3) => {
+                s3.apply(options)?;
+                Ok(Target::S3(s3))
+            }
+            other if options.given().is_empty() => Ok(other),
+            _ => Err(format!(
+                "{} only apply to s3:// targets",
+                options.given().join(", ")
+            )),
+        }
     }
 }
 

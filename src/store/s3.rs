@@ -29,7 +29,6 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
-use super::retry::Retry;
 use super::{
     BucketSettings, ExpiryRule, ObjectLockSettings, ObjectMeta, ObjectReader, PutOptions,
     PutReceipt, Role, Store, VersionInfo,
@@ -37,8 +36,12 @@ use super::{
 use crate::error::Error;
 use crate::pipe::PipeReader;
 use crate::retention::{Lock, LockMode, Period};
+use crate::retry::Retry;
+use crate::units::parse_size;
 
 pub mod auth;
+
+pub use auth::Identity;
 
 /// One S3 request through the retry wrapper: `$build` makes the request afresh for
 /// every attempt, and a failure is classified for `$role`. Evaluates to the future.
@@ -61,6 +64,36 @@ const MAX_PART: u64 = 5 * 1024 * MIB;
 pub const MIN_FIRST_PART: u64 = 8 * MIB;
 const DEFAULT_PART: u64 = 16 * MIB;
 const DEFAULT_CONCURRENCY: usize = 4;
+
+/// The S3 keys of `[vault]`, as written; [`S3Target::apply`] validates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+    pub part_size: Option<String>,
+    pub upload_concurrency: Option<usize>,
+    pub conditional_writes: Option<bool>,
+}
+
+impl Options {
+    /// The keys that are set, by name.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("path_style", self.path_style.is_some()),
+            ("part_size", self.part_size.is_some()),
+            ("upload_concurrency", self.upload_concurrency.is_some()),
+            ("conditional_writes", self.conditional_writes.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect()
+    }
+}
 
 /// A validated `s3://bucket/prefix` target with its `[vault]` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,16 +145,16 @@ impl S3Target {
     }
 
     /// Applies the S3 keys of `[vault]`.
-    pub fn apply(
-        &mut self,
-        region: Option<String>,
-        endpoint: Option<String>,
-        path_style: Option<bool>,
-        part_size: Option<&str>,
-        upload_concurrency: Option<usize>,
-        conditional_writes: Option<bool>,
-    ) -> Result<(), String> {
-        if let Some(e) = &endpoint
+    pub fn apply(&mut self, options: &Options) -> Result<(), String> {
+        let Options {
+            region,
+            endpoint,
+            path_style,
+            part_size,
+            upload_concurrency,
+            conditional_writes,
+        } = options;
+        if let Some(e) = endpoint
             && !(e.starts_with("https://") || e.starts_with("http://"))
         {
             return Err(format!(
@@ -130,8 +163,8 @@ impl S3Target {
         }
         // S3-compatible services behind a custom endpoint mostly want path-style.
         self.path_style = path_style.unwrap_or(endpoint.is_some());
-        self.region = region;
-        self.endpoint = endpoint;
+        self.region = region.clone();
+        self.endpoint = endpoint.clone();
         if let Some(size) = part_size {
             let bytes = parse_size(size).map_err(|e| format!("part_size: {e}"))?;
             if !(MIN_FIRST_PART..=MAX_PART).contains(&bytes) {
@@ -142,13 +175,13 @@ impl S3Target {
             }
             self.part_size = bytes;
         }
-        if let Some(n) = upload_concurrency {
+        if let Some(n) = *upload_concurrency {
             if !(1..=64).contains(&n) {
                 return Err(format!("upload_concurrency {n} must be between 1 and 64"));
             }
             self.upload_concurrency = n;
         }
-        if let Some(c) = conditional_writes {
+        if let Some(c) = *conditional_writes {
             self.conditional_writes = c;
         }
         Ok(())
@@ -171,29 +204,6 @@ impl S3Target {
     }
 }
 
-/// `16MiB`, `8 MiB`, `1GiB`, `16777216`.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 16MiB"))?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => MIB,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "`{s}`: unknown unit `{other}` (use KiB, MiB or GiB)"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
 pub struct S3Store {
     client: Client,
     target: S3Target,
@@ -206,7 +216,7 @@ impl S3Store {
     /// first request.
     pub async fn open(
         target: &S3Target,
-        identity: &crate::config::Identity,
+        identity: &Identity,
         role: Role,
     ) -> Result<S3Store, Error> {
         let sdk = auth::sdk_config(identity, role, target.region.as_deref()).await?;
@@ -1044,23 +1054,19 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
-        assert_eq!(parse_size("1 GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert!(parse_size("16MB").is_err());
-    }
-
-    #[test]
     fn growing_parts_reach_five_tib_within_ten_thousand_parts() {
         let mut t = S3Target::parse("s3://bucket").unwrap();
-        t.apply(None, None, None, Some("8MiB"), None, None).unwrap();
+        let size = |s: &str| Options {
+            part_size: Some(s.into()),
+            ..Options::default()
+        };
+        t.apply(&size("8MiB")).unwrap();
         let total: u64 = (1..=MAX_PARTS).map(|n| t.part_size_of(n)).sum();
         assert!(total >= 5 << 40, "only {} GiB", total >> 30);
         assert!((1..=MAX_PARTS).all(|n| (MIN_PART..=MAX_PART).contains(&t.part_size_of(n))));
         assert_eq!(t.part_size_of(1000), 8 << 20);
         assert_eq!(t.part_size_of(1001), 16 << 20);
-        assert!(t.apply(None, None, None, Some("4MiB"), None, None).is_err());
+        assert!(t.apply(&size("4MiB")).is_err());
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::store::retry::Retry;
+use crate::retry::Retry;
 
 /// What an identity was seen to be able to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -19,11 +19,12 @@ use std::process::Stdio;
 use anyhow::Context as _;
 
 use crate::cli::RestoreArgs;
-use crate::config::{Settings, SourceConfig};
+use crate::config::Settings;
 use crate::crypto::Identities;
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::pipeline;
+use crate::source::Spec;
 use crate::source::child::ChildSink;
 use crate::source::{Scratch, command, mysql, postgres};
 
@@ -151,7 +152,7 @@ pub fn resolve(
         "command" => {
             let job = settings.job(&manifest.job).ok();
             match job.map(|j| &j.source) {
-                Some(SourceConfig::Command {
+                Some(Spec::Command {
                     restore_command: Some(argv),
                     env,
                     ..
@@ -278,7 +279,7 @@ impl Plan {
                 let scratch = Scratch::new("pg-restore")?;
                 let (path, file) = scratch.create("dump.pgdump")?;
                 let mut out = io::BufWriter::with_capacity(crate::pipe::CHUNK, file);
-                pipeline::restore(object, identities, manifest, &mut out)?;
+                pipeline::restore(object, identities, &manifest.expected(), &mut out)?;
                 out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
                 let tool = postgres::restore::spawn(&target, clean, Some((&path, jobs)), &extra)?;
                 tool.finish().context("pg_restore failed")?;
@@ -316,7 +317,7 @@ fn stream_into(
     manifest: &Manifest,
 ) -> anyhow::Result<()> {
     let mut held = HoldBack::new(tool, HOLD_BACK);
-    let restored = pipeline::restore(object, identities, manifest, &mut held);
+    let restored = pipeline::restore(object, identities, &manifest.expected(), &mut held);
     let (mut tool, rest) = held.into_parts();
     let released = restored.and_then(|()| {
         tool.write_all(&rest)?;

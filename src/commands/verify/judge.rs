@@ -254,56 +254,12 @@ pub fn human_duration(d: TimeDelta) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::digest::Digest;
     use crate::manifest::*;
-    use crate::retention::{Lock, LockMode, LockSource, Tier};
     use crate::signing::Chain;
     use chrono::TimeZone;
 
     pub(in crate::commands::verify) fn manifest(at: DateTime<Utc>, size: u64) -> Manifest {
-        Manifest {
-            format: FORMAT.into(),
-            version: VERSION,
-            job: "app".into(),
-            backup_id: new_backup_id(at),
-            source: SourceInfo {
-                kind: "command".into(),
-                extension: "bin".into(),
-                databases: Vec::new(),
-            },
-            started_at: at,
-            finished_at: at + TimeDelta::minutes(1),
-            data: DataObject {
-                key: "k".into(),
-                version_id: None,
-                size,
-                blake3: "00".into(),
-            },
-            plaintext: Digest {
-                size,
-                blake3: "00".into(),
-            },
-            compression: Compression {
-                algorithm: "zstd".into(),
-                level: 3,
-                size,
-            },
-            encryption: Encryption {
-                algorithm: "age-v1-x25519".into(),
-                recipients: vec![],
-            },
-            retention: Retention {
-                tier: Tier::Daily,
-                lock: Lock {
-                    mode: LockMode::Compliance,
-                    retain_until: at,
-                },
-                applied_by: LockSource::PerObject,
-            },
-            tool: Tool::this(),
-            chain: None,
-            signature: None,
-        }
+        Manifest::sample(at, size)
     }
 
     fn daily() -> Expect {

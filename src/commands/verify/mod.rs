@@ -160,9 +160,9 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
     let since = args
         .since
         .as_deref()
-        .map(catalog::parse_time)
+        .map(crate::units::parse_time)
         .transpose()
-        .map_err(|e| Error::config(e.to_string().replace("--before", "--since")))?;
+        .map_err(|e| Error::config(format!("--since {e}")))?;
     let identities = if args.deep {
         Some(Arc::new(restorer_identities(
             args.identity.as_deref(),
@@ -177,7 +177,7 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
     } else {
         Role::Verifier
     };
-    let store = store::open(settings, role).await?;
+    let store = super::open_store(settings, role).await?;
     warn_about(store.as_ref());
 
     let bucket = bucket::check(store.as_ref(), settings).await;
@@ -498,7 +498,7 @@ async fn observe(
     store: &dyn Store,
     entry: &Entry,
     versions: &BTreeMap<&str, Vec<&VersionInfo>>,
-    signing: &crate::config::Signing,
+    signing: &crate::signing::Signing,
     now: DateTime<Utc>,
 ) -> Observed {
     let m = match &entry.manifest {
@@ -701,8 +701,8 @@ async fn check_data(
     };
     let manifest = manifest.clone();
     tokio::task::spawn_blocking(move || match identities {
-        None => pipeline::verify_ciphertext(object, &manifest),
-        Some(ids) => pipeline::restore(object, &ids, &manifest, &mut std::io::sink()),
+        None => pipeline::verify_ciphertext(object, &manifest.expected()),
+        Some(ids) => pipeline::restore(object, &ids, &manifest.expected(), &mut std::io::sink()),
     })
     .await?
 }

@@ -6,7 +6,7 @@
 //! `session_name`) assumes a role on top of the chosen source. Secrets are read here
 //! and handed to the SDK; they never reach a log line or an error message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
@@ -17,9 +17,80 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_smithy_http_client::tls;
 
-use crate::config::Identity;
 use crate::error::Error;
 use crate::store::Role;
+
+/// How one identity authenticates to S3, from its `[identities.<role>]` section.
+/// Every secret is referenced, never inline.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A named profile in the cloud SDK's shared config.
+    pub profile: Option<String>,
+    /// Env vars holding static keys.
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    /// Files holding static keys.
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A role to assume.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    /// A web identity token (Kubernetes service-account token, IRSA).
+    pub web_identity_token_file: Option<PathBuf>,
+}
+
+impl Identity {
+    /// Checks that the keys name one credential source, completely, and resolves
+    /// relative files against `base` (the config file's directory). The error is the
+    /// reason; the caller names the section.
+    pub fn validate(&mut self, base: &Path) -> Result<(), String> {
+        let env_keys = self.access_key_id_env.is_some() || self.secret_access_key_env.is_some();
+        let file_keys = self.access_key_id_file.is_some() || self.secret_access_key_file.is_some();
+        let chosen = [
+            self.profile.is_some(),
+            env_keys,
+            file_keys,
+            self.web_identity_token_file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen > 1 {
+            return Err(
+                "choose one credential source: profile, *_env keys, *_file keys or \
+                        web_identity_token_file"
+                    .into(),
+            );
+        }
+        if env_keys && (self.access_key_id_env.is_none() || self.secret_access_key_env.is_none()) {
+            return Err("access_key_id_env and secret_access_key_env go together".into());
+        }
+        if file_keys && (self.access_key_id_file.is_none() || self.secret_access_key_file.is_none())
+        {
+            return Err("access_key_id_file and secret_access_key_file go together".into());
+        }
+        if self.web_identity_token_file.is_some() && self.role_arn.is_none() {
+            return Err("web_identity_token_file needs role_arn".into());
+        }
+        if (self.external_id.is_some() || self.session_name.is_some()) && self.role_arn.is_none() {
+            return Err("external_id and session_name need role_arn".into());
+        }
+        for path in [
+            &mut self.access_key_id_file,
+            &mut self.secret_access_key_file,
+            &mut self.web_identity_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = base.join(&*path);
+        }
+        Ok(())
+    }
+}
 
 /// The HTTPS client of every AWS call: rustls with ring, trusting the platform's root
 /// certificates.

@@ -1,6 +1,6 @@
-//! Config of the database engines (`postgres`, `mysql`/`mariadb`, `redis`): parsing,
-//! validation, and the expansion of a multi-database PostgreSQL job into one job per
-//! database (plus one for the cluster globals).
+//! Settings of the database engines (`postgres`, `mysql`/`mariadb`, `redis`) as the
+//! config gives them: parsing, validation, and the expansion of a multi-database
+//! PostgreSQL job into one job per database (plus one for the cluster globals).
 //!
 //! Passwords are never config values: a config names an environment variable or a
 //! file that holds one, and a URL that carries a password is refused, because the URL
@@ -242,7 +242,7 @@ impl PostgresSource {
         for db in &names {
             let name = if several {
                 let name = format!("{job}.{db}");
-                super::validate_job_name(&name).map_err(|_| {
+                crate::names::validate_job_name(&name).map_err(|_| {
                     format!(
                         "database `{db}` cannot be part of a job name (`{name}`): give it \
                          its own [[job]] with database = \"{db}\""

@@ -1,0 +1,142 @@
+//! The shape of vault.toml: one struct per section, as written, unknown keys refused
+//! with their names. Nothing here is validated; `config::Settings::parse` does that.
+//! Sections that belong to a lower layer deserialise into that layer's own types (the
+//! S3 keys of `[vault]`, each identity's credentials, a job's source).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::notify::Ping;
+use crate::retention::{LockMode, LockSource, Period};
+use crate::source::Spec;
+use crate::store::{Identity, s3};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    pub vault: VaultSection,
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+    #[serde(default)]
+    pub compression: CompressionSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
+    pub identities: IdentitiesSection,
+    #[serde(default)]
+    pub signing: SigningSection,
+    #[serde(default)]
+    pub verify: VerifySection,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VaultSection {
+    pub target: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// S3 targets only.
+    #[serde(flatten)]
+    pub s3: s3::Options,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EncryptionSection {
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CompressionSection {
+    #[serde(default = "default_level")]
+    pub level: i32,
+    #[serde(default)]
+    pub threads: u32,
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+impl Default for CompressionSection {
+    fn default() -> Self {
+        CompressionSection {
+            level: default_level(),
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetentionSection {
+    #[serde(default)]
+    pub lock: LockSource,
+    pub bucket_default: Option<Period>,
+    #[serde(default)]
+    pub mode: LockMode,
+    pub daily: Option<Period>,
+    pub weekly: Option<Period>,
+    pub monthly: Option<Period>,
+    pub yearly: Option<Period>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SigningSection {
+    pub key_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    pub unsigned_before: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifySection {
+    pub size_drop: Option<f64>,
+    pub size_window: Option<usize>,
+    pub ping: Option<Ping>,
+    pub prometheus: Option<PathBuf>,
+    pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IdentitiesSection {
+    #[serde(default)]
+    pub writer: IdentitySection,
+    #[serde(default)]
+    pub verifier: IdentitySection,
+    #[serde(default)]
+    pub restorer: IdentitySection,
+}
+
+/// One `[identities.<role>]`: how it reaches the store, and (restorer only) its age key.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// The store's credentials: profile, static keys, role, web identity.
+    #[serde(flatten)]
+    pub store: Identity,
+    /// The age identity file (private key). Only the restorer may hold one.
+    pub age_identity_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobSection {
+    pub name: String,
+    pub schedule: Option<String>,
+    pub interval: Option<String>,
+    pub grace: Option<String>,
+    pub ping: Option<Ping>,
+    pub recipients: Option<Vec<String>>,
+    pub source: Spec,
+}

@@ -1,0 +1,176 @@
+//! The sections besides `[vault]` and `[[job]]`: retention, identities, signing and
+//! verify, each validated into the settings the commands use.
+
+use std::path::{Path, PathBuf};
+
+use super::file::{
+    IdentitiesSection, IdentitySection, RetentionSection, SigningSection, VerifySection,
+};
+use crate::error::Error;
+use crate::notify::Ping;
+use crate::retention::{LockSource, Policy};
+use crate::signing::{PublicKey, Signing};
+use crate::store::{Identity, Role};
+
+/// The chain state directory when `[signing] state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vault";
+
+/// The three identities.
+#[derive(Debug, Clone, Default)]
+pub struct Identities {
+    pub writer: IdentitySection,
+    pub verifier: IdentitySection,
+    pub restorer: IdentitySection,
+}
+
+impl Identities {
+    /// How `role` reaches the store.
+    pub fn store(&self, role: Role) -> &Identity {
+        match role {
+            Role::Writer => &self.writer.store,
+            Role::Verifier => &self.verifier.store,
+            Role::Restorer => &self.restorer.store,
+        }
+    }
+}
+
+/// What `verify` checks beyond each backup, and where it reports.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// The newest backup is suspicious when smaller than this share of the median of
+    /// the ones before it.
+    pub size_drop: f64,
+    /// How many earlier backups the median is taken over.
+    pub size_window: usize,
+    pub ping: Option<Ping>,
+    pub prometheus: Option<PathBuf>,
+    pub pushgateway: Option<String>,
+}
+
+pub(super) fn identities(mut ids: IdentitiesSection, base: &Path) -> Result<Identities, Error> {
+    for (role, id) in [
+        (Role::Writer, &mut ids.writer),
+        (Role::Verifier, &mut ids.verifier),
+        (Role::Restorer, &mut ids.restorer),
+    ] {
+        identity(id, role.as_str(), base)
+            .map_err(|msg| Error::config(format!("[identities.{}]: {msg}", role.as_str())))?;
+    }
+    Ok(Identities {
+        writer: ids.writer,
+        verifier: ids.verifier,
+        restorer: ids.restorer,
+    })
+}
+
+fn identity(id: &mut IdentitySection, name: &str, base: &Path) -> Result<(), String> {
+    id.store.validate(base)?;
+    if id.age_identity_file.is_some() && name != "restorer" {
+        return Err(
+            "age_identity_file belongs to [identities.restorer] only: the writer and \
+             verifier must not hold the decryption key"
+                .into(),
+        );
+    }
+    if let Some(path) = &mut id.age_identity_file {
+        *path = base.join(&*path);
+    }
+    Ok(())
+}
+
+pub(super) fn retention_policy(r: &RetentionSection) -> Result<Policy, String> {
+    let defaults = Policy::default();
+    match r.lock {
+        LockSource::PerObject => {
+            if r.bucket_default.is_some() {
+                return Err("bucket_default is only read with lock = \"bucket-default\"".into());
+            }
+            Ok(Policy {
+                source: r.lock,
+                mode: r.mode,
+                daily: r.daily.unwrap_or(defaults.daily),
+                weekly: r.weekly.unwrap_or(defaults.weekly),
+                monthly: r.monthly.unwrap_or(defaults.monthly),
+                yearly: r.yearly.unwrap_or(defaults.yearly),
+            })
+        }
+        LockSource::BucketDefault => {
+            if r.daily.is_some() || r.weekly.is_some() || r.monthly.is_some() || r.yearly.is_some()
+            {
+                return Err(
+                    "with lock = \"bucket-default\" every backup gets the bucket's \
+                            default retention: remove daily/weekly/monthly/yearly and set \
+                            bucket_default to the bucket's default retention period"
+                        .into(),
+                );
+            }
+            let period = r.bucket_default.ok_or(
+                "lock = \"bucket-default\" needs bucket_default: the bucket's default \
+                 retention period (e.g. \"35d\"), recorded in every manifest",
+            )?;
+            Ok(Policy {
+                source: r.lock,
+                mode: r.mode,
+                daily: period,
+                weekly: period,
+                monthly: period,
+                yearly: period,
+            })
+        }
+    }
+}
+
+pub(super) fn signing_settings(s: SigningSection, base: &Path) -> Result<Signing, String> {
+    let public_keys = s
+        .public_keys
+        .iter()
+        .map(|k| PublicKey::parse(k).map_err(|e| format!("public_keys: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unsigned_before = s
+        .unsigned_before
+        .as_deref()
+        .map(|t| {
+            crate::units::parse_time(t).map_err(|_| {
+                format!(
+                    "unsigned_before `{t}` is not a time (RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)"
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Signing {
+        unsigned_before,
+        key_file: s.key_file.map(|f| base.join(f)),
+        state_dir: s
+            .state_dir
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), |d| base.join(d)),
+        public_keys,
+    })
+}
+
+pub(super) fn verify_settings(v: VerifySection, base: &Path) -> Result<VerifySettings, String> {
+    let size_drop = v.size_drop.unwrap_or(0.5);
+    if !(0.0..1.0).contains(&size_drop) {
+        return Err(format!(
+            "size_drop {size_drop} is outside 0..1 (0.5: a backup under half the recent median is suspicious; 0 turns the check off)"
+        ));
+    }
+    let size_window = v.size_window.unwrap_or(10);
+    if size_window < 3 {
+        return Err(format!(
+            "size_window {size_window}: the median needs at least 3 earlier backups"
+        ));
+    }
+    if let Some(p) = &v.ping {
+        p.validate("ping").map_err(|e| e.to_string())?;
+    }
+    if let Some(url) = &v.pushgateway {
+        crate::notify::validate_url(url, "pushgateway").map_err(|e| e.to_string())?;
+    }
+    Ok(VerifySettings {
+        size_drop,
+        size_window,
+        ping: v.ping,
+        prometheus: v.prometheus.map(|p| base.join(p)),
+        pushgateway: v.pushgateway,
+    })
+}

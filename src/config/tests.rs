@@ -1,0 +1,280 @@
+//! The config's unit tests: every section, its errors, and job expansion.
+
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+
+use super::schedule::schedule_interval;
+use super::*;
+use crate::retention::{Period, Policy};
+use crate::source::{PasswordFrom, Spec};
+use crate::units::parse_duration;
+
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+fn parse(text: &str) -> Result<Settings, Error> {
+    Settings::parse(text, Path::new("/etc/vault/vault.toml"))
+}
+
+fn minimal(extra: &str) -> String {
+    format!(
+        "[vault]\ntarget = \"file:///srv/vault\"\n[encryption]\nrecipients = [\"{RECIPIENT}\"]\n{extra}"
+    )
+}
+
+#[test]
+fn a_full_config_validates() {
+    let s = parse(&minimal(
+        r#"
+[compression]
+level = 6
+[retention]
+daily = "14d"
+yearly = "10y"
+[identities.restorer]
+age_identity_file = "keys/restore.txt"
+[[job]]
+name = "app-db"
+schedule = "15 3 * * *"
+source = { kind = "sqlite", path = "data/app.db" }
+[[job]]
+name = "dump"
+source = { kind = "command", command = ["pg_dump", "-Fc"], extension = "pgdump" }
+"#,
+    ))
+    .unwrap();
+    assert_eq!(s.jobs.len(), 2);
+    assert_eq!(s.compression.level, 6);
+    assert_eq!(s.retention.daily, Period::Days(14));
+    assert_eq!(s.retention.weekly, Policy::default().weekly);
+    assert_eq!(
+        s.identities.restorer.age_identity_file,
+        Some(PathBuf::from("/etc/vault/keys/restore.txt"))
+    );
+    assert_eq!(
+        s.jobs[0].source,
+        Spec::Sqlite {
+            path: "/etc/vault/data/app.db".into()
+        }
+    );
+    assert_eq!(s.jobs[1].source.extension(), "pgdump");
+    assert_eq!(s.jobs[0].recipients.len(), 1);
+}
+
+#[test]
+fn monitoring_and_signing_settings() {
+    let key = format!("vault-ed25519:{}", "ab".repeat(32));
+    let s = parse(&minimal(&format!(
+        "[signing]\nkey_file = \"sign.key\"\npublic_keys = [\"{key}\"]\n\
+         [verify]\nsize_drop = 0.3\nping = {{ url = \"https://hc.example/abc\" }}\n\
+         [[job]]\nname = \"a\"\nschedule = \"0 */6 * * *\"\n\
+         source = {{ kind = \"files\", path = \"x\" }}\n\
+         [[job]]\nname = \"b\"\nschedule = \"15 3 * * *\"\ninterval = \"2d\"\ngrace = \"90m\"\n\
+         ping = {{ url = \"https://hc.example/b\" }}\n\
+         source = {{ kind = \"files\", path = \"x\" }}\n\
+         [[job]]\nname = \"c\"\nschedule = \"30 1 * * 0\"\n\
+         source = {{ kind = \"files\", path = \"x\" }}\n"
+    )))
+    .unwrap();
+    assert_eq!(
+        s.signing.key_file,
+        Some(PathBuf::from("/etc/vault/sign.key"))
+    );
+    assert_eq!(s.signing.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+    assert_eq!(s.signing.public_keys[0].to_string(), key);
+    assert_eq!(s.verify.size_drop, 0.3);
+    // "0 */6 * * *" is not a shape vault reads: a day, a quarter of it as grace.
+    assert_eq!(s.jobs[0].interval, TimeDelta::days(1));
+    assert_eq!(s.jobs[0].grace, TimeDelta::hours(6));
+    assert_eq!(s.jobs[1].interval, TimeDelta::days(2));
+    assert_eq!(s.jobs[1].grace, TimeDelta::minutes(90));
+    assert!(s.jobs[1].ping.is_some());
+    assert_eq!(s.jobs[2].interval, TimeDelta::weeks(1));
+    assert_eq!(
+        schedule_interval("0 3,15 * * *"),
+        Some(TimeDelta::hours(12))
+    );
+    assert_eq!(schedule_interval("@hourly"), Some(TimeDelta::hours(1)));
+    for (bad, named) in [
+        ("[signing]\npublic_keys = [\"age1abc\"]\n", "public_keys"),
+        ("[verify]\nsize_drop = 2.0\n", "size_drop"),
+        ("[verify]\nsize_window = 1\n", "size_window"),
+        ("[verify]\npushgateway = \"gw:9091\"\n", "pushgateway"),
+        (
+            "[[job]]\nname = \"a\"\ninterval = \"soon\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "interval",
+        ),
+        (
+            "[[job]]\nname = \"a\"\ngrace = \"0h\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "grace",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nping = { url = \"ftp://x\" }\nsource = { kind = \"files\", path = \"x\" }\n",
+            "ping",
+        ),
+    ] {
+        let err = parse(&minimal(bad)).unwrap_err().to_string();
+        assert!(err.contains(named), "{bad:?}: {err}");
+    }
+    assert_eq!(parse_duration("90s").unwrap(), TimeDelta::seconds(90));
+    assert!(parse_duration("1y").unwrap_err().contains("unknown unit"));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    for (extra, key) in [
+        ("[vault2]\n", "vault2"),
+        ("[compression]\nlevle = 3\n", "levle"),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"x\", pth = 1 }\n",
+            "pth",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nsorce = 1\nsource = { kind = \"files\", path = \"x\" }\n",
+            "sorce",
+        ),
+        ("[identities.writer]\nsecret = \"hunter2\"\n", "secret"),
+    ] {
+        let err = parse(&minimal(extra)).unwrap_err().to_string();
+        assert!(
+            err.contains(key),
+            "error for {key:?} does not name it: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let cases = [
+        (
+            "[[job]]\nname = \"Bad Name\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "Bad Name",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"mongo\" }\n",
+            "mongo",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nschedule = \"daily\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "daily",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"command\", command = [] }\n",
+            "empty",
+        ),
+        ("[retention]\ndaily = \"3h\"\n", "unknown unit"),
+        ("[compression]\nlevel = 40\n", "level 40"),
+        (
+            "[identities.writer]\nage_identity_file = \"k\"\n",
+            "[identities.restorer] only",
+        ),
+        (
+            "[identities.writer]\nprofile = \"a\"\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"B\"\n",
+            "one credential",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let err = parse(&minimal(extra)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+    let twice = "[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n";
+    let err = parse(&minimal(&format!("{twice}{twice}")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("twice"), "{err}");
+    for prefix in ["a/../b", "a//b", ".vault"] {
+        let text = format!("[vault]\ntarget = \"/v\"\nprefix = \"{prefix}\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("prefix"), "{prefix}: {err}");
+    }
+    assert!(parse("[vault]\ntarget = \"/v\"\nprefix = \"/acme/prod/\"\n").is_ok());
+    let err =
+        parse("[vault]\ntarget = \"file:///v\"\n[encryption]\nrecipients = [\"age1bogus\"]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("age1bogus"), "{err}");
+}
+
+#[test]
+fn engine_jobs_parse_and_expand() {
+    let s = parse(&minimal(
+        r#"
+[[job]]
+name = "pg"
+source = { kind = "postgres", host = "db", databases = ["app", "billing"], globals = true, passfile = "pgpass" }
+[[job]]
+name = "shop"
+source = { kind = "mariadb", database = "shop", password_file = "shop.pw" }
+[[job]]
+name = "cache"
+source = { kind = "redis", password_env = "REDIS_PW" }
+"#,
+    ))
+    .unwrap();
+    let names: Vec<&str> = s.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["pg.app", "pg.billing", "pg.globals", "shop", "cache"]
+    );
+    assert_eq!(
+        s.job_names(Some("pg")),
+        ["pg.app", "pg.billing", "pg.globals"]
+    );
+    assert_eq!(s.jobs_named("pg.billing").unwrap().len(), 1);
+    assert!(s.jobs_named("nope").is_err());
+    assert_eq!(s.jobs[2].source.extension(), "sql");
+    assert_eq!(s.jobs[0].source.extension(), "pgdump");
+    assert_eq!(s.jobs[0].source.databases(), ["app"]);
+    match &s.jobs[0].source {
+        Spec::Postgres(pg) => {
+            assert_eq!(pg.passfile, Some(PathBuf::from("/etc/vault/pgpass")))
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.jobs[3].source {
+        Spec::Mysql(m) => assert_eq!(
+            m.password,
+            PasswordFrom::File(PathBuf::from("/etc/vault/shop.pw"))
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.jobs[4].source.kind(), "redis");
+
+    for (job, needle) in [
+        (
+            "source = { kind = \"postgres\", url = \"postgresql://u:pw@h/app\" }",
+            "carries a password",
+        ),
+        (
+            "source = { kind = \"mysql\", database = \"a\", databases = [\"b\"] }",
+            "exactly one of",
+        ),
+        (
+            "source = { kind = \"redis\", extra_args = [\"-a\", \"pw\"] }",
+            "must not carry a password",
+        ),
+        (
+            "source = { kind = \"postgres\", host = \"h\", dbname = \"x\" }",
+            "dbname",
+        ),
+    ] {
+        let err = parse(&minimal(&format!("[[job]]\nname = \"j\"\n{job}\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+    let clash = "[[job]]\nname = \"pg\"\nsource = { kind = \"postgres\", databases = [\"a\"] }\n\
+                 [[job]]\nname = \"pg.a\"\nsource = { kind = \"files\", path = \"x\" }\n";
+    let err = parse(&minimal(clash)).unwrap_err().to_string();
+    assert!(err.contains("`pg.a` is defined twice"), "{err}");
+}
+
+#[test]
+fn jobs_without_recipients_parse_but_carry_none() {
+    let s = parse(
+        "[vault]\ntarget = \"/v\"\n[[job]]\nname = \"a\"\nsource = { kind = \"files\", path = \"x\" }\n",
+    )
+    .unwrap();
+    assert!(s.jobs[0].recipients.is_empty());
+    assert!(s.job("zzz").unwrap_err().to_string().contains("jobs: a"));
+}
