@@ -1,5 +1,8 @@
 //! What a vault holds: the manifests of a job, read back and checked, and the choice
 //! of one backup (`--latest`, `--id`, `--before`).
+//!
+//! Reads through the `Store` trait only; imports `manifest`, `store`, `error`, never
+//! `config` (callers pass the layout and job names).
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};

@@ -1,4 +1,6 @@
 //! Command-line types (clap derive) and nothing else.
+//!
+//! A leaf: imports nothing of vault's; commands read these types.
 
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! with the restorer).
 //!
 //! The backup host holds recipients only, so it can write backups it cannot read.
+//!
+//! A leaf: imports only `error`.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

@@ -2,6 +2,8 @@
 //!
 //! Both hashes in a manifest (plaintext and ciphertext) come from these adapters, so
 //! the data is hashed on the way and never read twice.
+//!
+//! A leaf: imports nothing of vault's.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};

@@ -7,6 +7,8 @@
 //!   [`Error`]; `main` walks the chain, finds it and turns it into an [`ExitCode`];
 //! - store errors say whether a retry can help ([`Error::is_retryable`]); only the retry
 //!   wrapper around a store acts on that.
+//!
+//! A leaf: imports nothing of vault's; every layer imports it.
 
 use std::fmt;
 

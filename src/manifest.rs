@@ -5,6 +5,9 @@
 //! exactly when its manifest does: [`Manifest::new`] takes the pipeline's `Written`,
 //! which only a completed stream produces, and no other code can make a manifest
 //! (reading one back is [`Manifest::from_bytes`]).
+//!
+//! Imports the leaves it describes (`digest`, `retention`, `signing`) and `pipeline`
+//! for `Written` and `Expected`; never `config`, `store` or `commands`.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::Rng;

@@ -6,6 +6,8 @@
 //! text. The format is small enough that a client library would add more than it
 //! saves; what matters is that the output is always valid, so names are checked,
 //! values and help text are escaped, and the file appears atomically.
+//!
+//! A leaf: imports only `error`; `notify` sends what it renders.
 
 use std::fmt::Write as _;
 use std::fs;

@@ -8,6 +8,8 @@
 //! panicked or was cancelled — makes the reader fail with [`PipeClosed`] instead of
 //! seeing a clean end of file. A store therefore never completes an object from a
 //! stream that was cut short.
+//!
+//! A leaf: imports nothing of vault's.
 
 use std::fmt;
 use std::io::{self, Read, Write};

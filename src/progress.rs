@@ -2,6 +2,8 @@
 //!
 //! Stages bump a shared counter; a ticker task redraws one line every half second.
 //! Scripts and service managers (no terminal) see nothing.
+//!
+//! Imports only `report`.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::sync::Arc;

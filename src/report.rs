@@ -2,6 +2,8 @@
 //!
 //! Data and results go to stdout (JSON with `--json`); logs, warnings and progress go
 //! to stderr.
+//!
+//! A leaf: imports nothing of vault's.
 
 use std::fmt::Write as _;
 

@@ -3,6 +3,8 @@
 //! The writer cannot read what the vault holds, so the tier is decided by the
 //! calendar alone, at write time, in UTC: 1 January is yearly, the 1st of a month is
 //! monthly, a Sunday is weekly, any other day daily. Pure date logic, no I/O.
+//!
+//! A leaf: imports nothing of vault's.
 
 use std::fmt;
 use std::str::FromStr;

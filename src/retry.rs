@@ -5,6 +5,8 @@
 //! are retryable (5xx, throttling, timeouts, connection resets). A refusal
 //! (AccessDenied), a missing object or an existing key is answered at once. The SDK's
 //! own retries are off, so that no request is retried twice over.
+//!
+//! A leaf: imports only `error`; used by `store/s3` (per request) and `notify`.
 
 use std::future::Future;
 use std::time::Duration;

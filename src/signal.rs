@@ -2,6 +2,8 @@
 //!
 //! Commands that write something (backup, restore) race their work against
 //! [`interrupted`] and clean up before exiting with the "interrupted" code.
+//!
+//! A leaf: imports nothing of vault's.
 
 /// Resolves when SIGINT or SIGTERM arrives, naming it.
 pub async fn interrupted() -> &'static str {

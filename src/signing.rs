@@ -6,6 +6,9 @@
 //! cannot read the vault, so the chain head lives in a small local state file; without
 //! one the manifest starts a new chain segment and says so. docs/threat-model.md says
 //! what this stops and what it does not.
+//!
+//! Imports `crypto` (key files) and `error`; not `manifest`: what is signed comes in
+//! through the [`Signed`] trait, so the two do not import each other.
 
 use std::fmt;
 use std::fs;

@@ -1,5 +1,8 @@
 //! One module per subcommand, each with a `run`. Shared here: the context every
 //! command gets and the choice of the age identity.
+//!
+//! The top layer: commands may import every module below them, and reach stores only
+//! through the `Store` trait and `store`'s public API.
 
 pub mod backup;
 pub mod demo;

@@ -4,6 +4,9 @@
 //! says whether the dump really succeeded — a child's exit status, a producer thread's
 //! result. End of file alone never means success: the pipeline calls `finish` before it
 //! lets the data object complete.
+//!
+//! Owns [`Spec`], what a job backs up (the config deserialises into it); imports
+//! `pipe`, `names` and `error`, never `config`, `store` or `pipeline`.
 
 pub mod child;
 pub mod command;
