@@ -38,7 +38,7 @@ use crate::pipeline;
 use crate::progress::{Progress, Tracked};
 use crate::retention::{Lock, LockSource};
 use crate::store::{self, Role, Store, VersionInfo};
-use judge::{Expect, Finding, Linked, Severity};
+use judge::{Expect, Finding, Linked, Status};
 
 /// How many HEAD requests run at once (per job).
 const HEADS_AT_ONCE: usize = 16;
@@ -78,8 +78,7 @@ pub struct Checked {
 #[derive(Debug, Serialize)]
 pub struct JobReport {
     pub job: String,
-    /// ok, warning, stale, missing, integrity or unchecked.
-    pub status: &'static str,
+    pub status: Status,
     pub backups: usize,
     pub good: usize,
     pub hashed: usize,
@@ -299,7 +298,7 @@ async fn verify_job(
     };
     let mut report = JobReport {
         job: job.to_string(),
-        status: "ok",
+        status: Status::Ok,
         backups: 0,
         good: 0,
         hashed: 0,
@@ -319,7 +318,7 @@ async fn verify_job(
         Ok(l) => l,
         Err(e) => {
             report.findings.push(Finding::from_store_error(e));
-            report.status = status_of(&report.findings, 0);
+            report.status = Status::of(&report.findings, 0);
             return (report, Vec::new());
         }
     };
@@ -455,33 +454,14 @@ async fn verify_job(
             }
         })
         .collect();
-    let backup_worst: Vec<&Finding> = checked.iter().flat_map(|c| c.findings.iter()).collect();
-    report.status = status_of(
-        &report
+    report.status = Status::of(
+        report
             .findings
             .iter()
-            .chain(backup_worst)
-            .cloned()
-            .collect::<Vec<_>>(),
+            .chain(checked.iter().flat_map(|c| c.findings.iter())),
         report.backups,
     );
     (report, checked)
-}
-
-/// The one-word status of a job from all its findings.
-fn status_of(findings: &[Finding], backups: usize) -> &'static str {
-    let has = |s: Severity| findings.iter().any(|f| f.severity == s);
-    if has(Severity::Integrity) {
-        "integrity"
-    } else if has(Severity::Unchecked) {
-        "unchecked"
-    } else if has(Severity::Stale) {
-        if backups == 0 { "missing" } else { "stale" }
-    } else if has(Severity::Warning) {
-        "warning"
-    } else {
-        "ok"
-    }
 }
 
 /// What the checks without a download found for one backup.
@@ -711,6 +691,7 @@ async fn check_data(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use judge::Severity;
 
     fn version(key: &str, id: &str, marker: bool) -> VersionInfo {
         VersionInfo {
