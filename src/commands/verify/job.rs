@@ -40,6 +40,12 @@ pub struct JobReport {
     pub newest_plaintext_size: Option<u64>,
     pub chain_segments: usize,
     pub findings: Vec<Finding>,
+    /// Gaps longer than interval + grace in the recent series (each also a finding).
+    #[serde(skip)]
+    pub gaps: usize,
+    /// The newest good backup is far smaller than the recent median (also a finding).
+    #[serde(skip)]
+    pub size_anomaly: bool,
 }
 
 /// Which backups get their ciphertext downloaded and hashed.
@@ -110,6 +116,8 @@ pub async fn verify_job(
         newest_plaintext_size: None,
         chain_segments: 0,
         findings: Vec::new(),
+        gaps: 0,
+        size_anomaly: false,
     };
 
     // One listing of every version under the job: data and manifests.
@@ -197,12 +205,12 @@ fn judge_job(
             .extend(judge::freshness(&good_manifests, expect, now));
     }
     let gap_window = since.unwrap_or(now - (expect.interval * 10).max(TimeDelta::days(30)));
-    report
-        .findings
-        .extend(judge::gaps(&good_manifests, expect, gap_window));
-    report
-        .findings
-        .extend(judge::size_anomaly(&good_manifests, expect));
+    let gaps = judge::gaps(&good_manifests, expect, gap_window);
+    report.gaps = gaps.len();
+    report.findings.extend(gaps);
+    let size_anomaly = judge::size_anomaly(&good_manifests, expect);
+    report.size_anomaly = size_anomaly.is_some();
+    report.findings.extend(size_anomaly);
     if signed {
         let linked: Vec<Linked<'_>> = good
             .iter()

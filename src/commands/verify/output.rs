@@ -272,25 +272,12 @@ pub fn prometheus(report: &Report) -> Metrics {
         (
             "vault_job_size_anomaly",
             "1 when the newest backup is far smaller than the recent median.",
-            |j| {
-                Some(f64::from(u8::from(
-                    j.findings
-                        .iter()
-                        .any(|f| f.message.starts_with("suspicious size")),
-                )))
-            },
+            |j| Some(f64::from(u8::from(j.size_anomaly))),
         ),
         (
             "vault_job_gaps",
             "Gaps longer than interval + grace in the recent series.",
-            |j| {
-                Some(
-                    j.findings
-                        .iter()
-                        .filter(|f| f.message.starts_with("gap:"))
-                        .count() as f64,
-                )
-            },
+            |j| Some(j.gaps as f64),
         ),
         (
             "vault_job_expected_interval_seconds",
