@@ -48,6 +48,30 @@ pub struct JobReport {
     pub size_anomaly: bool,
 }
 
+impl JobReport {
+    /// Nothing checked yet, nothing found.
+    fn new(job: &str, expect: &Expect) -> JobReport {
+        JobReport {
+            job: job.to_string(),
+            status: Status::Ok,
+            backups: 0,
+            good: 0,
+            hashed: 0,
+            newest: None,
+            last_success: None,
+            age_seconds: None,
+            interval_seconds: expect.interval.num_seconds(),
+            grace_seconds: expect.grace.num_seconds(),
+            newest_size: None,
+            newest_plaintext_size: None,
+            chain_segments: 0,
+            findings: Vec::new(),
+            gaps: 0,
+            size_anomaly: false,
+        }
+    }
+}
+
 /// Which backups get their ciphertext downloaded and hashed.
 pub struct Scope {
     pub all: bool,
@@ -85,6 +109,8 @@ impl Scope {
     }
 }
 
+/// Checks one job and every backup under it; the verdict on the job and a row per
+/// backup (oldest first).
 pub async fn verify_job(
     store: &dyn Store,
     settings: &Settings,
@@ -101,24 +127,7 @@ pub async fn verify_job(
         size_drop: settings.verify.size_drop,
         size_window: settings.verify.size_window,
     };
-    let mut report = JobReport {
-        job: job.to_string(),
-        status: Status::Ok,
-        backups: 0,
-        good: 0,
-        hashed: 0,
-        newest: None,
-        last_success: None,
-        age_seconds: None,
-        interval_seconds: expect.interval.num_seconds(),
-        grace_seconds: expect.grace.num_seconds(),
-        newest_size: None,
-        newest_plaintext_size: None,
-        chain_segments: 0,
-        findings: Vec::new(),
-        gaps: 0,
-        size_anomaly: false,
-    };
+    let mut report = JobReport::new(job, &expect);
 
     // One listing of every version under the job: data and manifests.
     let listing = match store.all_versions(&settings.layout.job_root(job)).await {

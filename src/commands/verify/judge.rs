@@ -1,5 +1,6 @@
 //! What `verify` concludes about a job from its manifests: freshness, gaps, size
-//! anomalies and the signed chain. Pure functions over what was read.
+//! anomalies and the signed chain, each said as a `Finding`; and the job's one-word
+//! `Status` from the worst of them. Pure functions over what was read.
 
 use std::collections::HashMap;
 
