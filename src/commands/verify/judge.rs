@@ -1,5 +1,6 @@
 //! What `verify` concludes about a job from its manifests: freshness, gaps, size
-//! anomalies and the signed chain. Pure functions over what was read.
+//! anomalies and the signed chain, each said as a `Finding`; and the job's one-word
+//! `Status` from the worst of them. Pure functions over what was read.
 
 use std::collections::HashMap;
 
@@ -81,6 +82,83 @@ impl Finding {
     /// Whether this finding makes a backup not good.
     pub fn spoils(&self) -> bool {
         matches!(self.severity, Severity::Integrity | Severity::Unchecked)
+    }
+}
+
+/// The one-word verdict on a job, from the worst of its findings. Said the same way
+/// in the table, in `--json` and as the `status` label of the Prometheus metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Only warnings.
+    Warning,
+    /// The newest good backup is too old, or there is none.
+    Stale,
+    /// Stale, and the job has no backups at all.
+    Missing,
+    Integrity,
+    Unchecked,
+}
+
+impl Status {
+    /// Every status, in the order the metrics list them.
+    pub const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::Warning,
+        Status::Stale,
+        Status::Missing,
+        Status::Integrity,
+        Status::Unchecked,
+    ];
+
+    /// The status of a job with `backups` backups from all its findings (the job's
+    /// and its backups').
+    pub fn of<'f>(findings: impl IntoIterator<Item = &'f Finding>, backups: usize) -> Status {
+        let worst = findings
+            .into_iter()
+            .map(|f| f.severity)
+            .max_by_key(|s| match s {
+                Severity::Warning => 1,
+                Severity::Stale => 2,
+                Severity::Unchecked => 3,
+                Severity::Integrity => 4,
+            });
+        match worst {
+            None => Status::Ok,
+            Some(Severity::Warning) => Status::Warning,
+            Some(Severity::Stale) if backups == 0 => Status::Missing,
+            Some(Severity::Stale) => Status::Stale,
+            Some(Severity::Unchecked) => Status::Unchecked,
+            Some(Severity::Integrity) => Status::Integrity,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Stale => "stale",
+            Status::Missing => "missing",
+            Status::Integrity => "integrity",
+            Status::Unchecked => "unchecked",
+        }
+    }
+
+    /// No failure and no staleness (warnings allowed).
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Ok | Status::Warning)
+    }
+
+    /// The newest good backup is too old, or there is none.
+    pub fn is_stale(self) -> bool {
+        matches!(self, Status::Stale | Status::Missing)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -273,6 +351,29 @@ pub(super) mod tests {
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn status_follows_the_worst_finding_and_reads_as_before() {
+        let (w, s, i) = (
+            Finding::warning("w"),
+            Finding::stale("s"),
+            Finding::integrity("i"),
+        );
+        let u = Finding::from_store_error(Error::config("u"));
+        assert_eq!(Status::of([], 1), Status::Ok);
+        assert_eq!(Status::of([&w], 1), Status::Warning);
+        assert_eq!(Status::of([&w, &s], 1), Status::Stale);
+        assert_eq!(Status::of([&s], 0), Status::Missing);
+        assert_eq!(Status::of([&s, &u, &w], 1), Status::Unchecked);
+        assert_eq!(Status::of([&u, &i, &s], 0), Status::Integrity);
+        for status in Status::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+            assert_eq!(status.to_string(), status.as_str());
+        }
     }
 
     #[test]

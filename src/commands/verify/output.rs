@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::judge::{Severity, human_duration};
+use super::judge::{Severity, Status, human_duration};
 use super::{JobReport, Report};
 use crate::metrics::Metrics;
 use crate::report::{Table, human_bytes};
@@ -18,10 +18,10 @@ pub fn summary_line(report: &Report) -> String {
         if report.deep { " and decrypted" } else { "" }
     )];
     for (status, what) in [
-        ("stale", "stale"),
-        ("missing", "without backups"),
-        ("integrity", "with integrity failures"),
-        ("unchecked", "not fully checked"),
+        (Status::Stale, "stale"),
+        (Status::Missing, "without backups"),
+        (Status::Integrity, "with integrity failures"),
+        (Status::Unchecked, "not fully checked"),
     ] {
         let jobs: Vec<&str> = report
             .jobs
@@ -176,19 +176,10 @@ pub fn json(report: &Report) -> serde_json::Value {
     })
 }
 
-/// A per-job metric: name, help, and its value for a job (none: no sample).
+/// A per-job metric: name, help, and its value for a job (none: no sample). Per-job
+/// samples are labelled `vault_job`: Prometheus and the Pushgateway own the `job`
+/// label.
 type JobFamily = (&'static str, &'static str, fn(&JobReport) -> Option<f64>);
-
-/// Every job status a metric can carry, in the enum-as-labels style. Per-job samples
-/// are labelled `vault_job`: Prometheus and the Pushgateway own the `job` label.
-const STATUSES: [&str; 6] = [
-    "ok",
-    "warning",
-    "stale",
-    "missing",
-    "integrity",
-    "unchecked",
-];
 
 pub fn prometheus(report: &Report) -> Metrics {
     let mut m = Metrics::new();
@@ -261,7 +252,7 @@ pub fn prometheus(report: &Report) -> Metrics {
         (
             "vault_job_verify_ok",
             "1 when the job verified without a failure or staleness (warnings allowed), else 0.",
-            |j| Some(f64::from(u8::from(matches!(j.status, "ok" | "warning")))),
+            |j| Some(f64::from(u8::from(j.status.is_ok()))),
         ),
         (
             "vault_job_backups",
@@ -276,30 +267,17 @@ pub fn prometheus(report: &Report) -> Metrics {
         (
             "vault_job_stale",
             "1 when the job's newest good backup is older than interval + grace (or there is none).",
-            |j| Some(f64::from(u8::from(matches!(j.status, "stale" | "missing")))),
+            |j| Some(f64::from(u8::from(j.status.is_stale()))),
         ),
         (
             "vault_job_size_anomaly",
             "1 when the newest backup is far smaller than the recent median.",
-            |j| {
-                Some(f64::from(u8::from(
-                    j.findings
-                        .iter()
-                        .any(|f| f.message.starts_with("suspicious size")),
-                )))
-            },
+            |j| Some(f64::from(u8::from(j.size_anomaly))),
         ),
         (
             "vault_job_gaps",
             "Gaps longer than interval + grace in the recent series.",
-            |j| {
-                Some(
-                    j.findings
-                        .iter()
-                        .filter(|f| f.message.starts_with("gap:"))
-                        .count() as f64,
-                )
-            },
+            |j| Some(j.gaps as f64),
         ),
         (
             "vault_job_expected_interval_seconds",
@@ -325,11 +303,12 @@ pub fn prometheus(report: &Report) -> Metrics {
         "gauge",
         "The job's verify status: 1 for the current one (ok, warning, stale, missing, integrity, unchecked).",
     );
+    // Every status a job can have, in the enum-as-labels style.
     for j in &report.jobs {
-        for s in STATUSES {
+        for s in Status::ALL {
             m.sample(
                 "vault_job_verify_status",
-                &[("vault_job", &j.job), ("status", s)],
+                &[("vault_job", &j.job), ("status", s.as_str())],
                 f64::from(u8::from(j.status == s)),
             );
         }
