@@ -13,6 +13,8 @@
 //! - [`store`]: the small `Store` trait, the local vault, the conformance suite.
 //! - [`manifest`]: the manifest, backup ids and key scheme; [`catalog`] reads them back.
 //! - [`retention`]: tiers and lock dates; [`crypto`]: age keys.
+//! - [`notify`]: pings and Pushgateway pushes; [`https`]: the one HTTPS set-up (TLS
+//!   decisions, the HTTP client) that they, doctor and the S3 store share.
 //! - [`error`]: error kinds and exit codes; [`report`], [`progress`]: output.
 
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod config;
 pub mod crypto;
 pub mod digest;
 pub mod error;
+pub mod https;
 pub mod manifest;
 pub mod metrics;
 pub mod names;

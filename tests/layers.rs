@@ -8,9 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The layers below `config`: they are configured by it and must not import it.
-const BELOW_CONFIG: [&str; 13] = [
+const BELOW_CONFIG: [&str; 14] = [
     "store", "source", "pipeline", "crypto", "digest", "pipe", "manifest", "signing", "notify",
-    "metrics", "retry", "units", "names",
+    "metrics", "retry", "units", "names", "https",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

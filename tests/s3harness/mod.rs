@@ -255,7 +255,7 @@ impl Moto {
     pub fn client(&self, keys: &Keys) -> Client {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(vault::store::s3::auth::http_client())
+            .http_client(vault::https::aws_http_client())
             .region(Region::new(self.region.clone()))
             .endpoint_url(&self.endpoint)
             .force_path_style(true)

@@ -4,21 +4,18 @@
 //! Deny), so it shows which principal each credential belongs to. The IAM check is
 //! one read-only request, `iam:GetAccountSummary`, signed here with the writer's
 //! credentials: the IAM SDK is too large to build for one call. It goes through the
-//! same HTTPS connector as every other AWS request.
+//! shared HTTPS set-up (`crate::https`), like every other AWS request.
 
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use aws_sdk_s3::config::http::{HttpRequest, HttpResponse};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::HttpConnector;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
 use serde::Serialize;
 
 use super::probe::{Observed, attempt};
+use crate::https;
 use crate::store::s3::S3Target;
 
 /// Who one identity's credentials belong to.
@@ -142,10 +139,12 @@ async fn send_iam(url: &str, region: &str, creds: &Credentials) -> Result<(u16, 
         .build()
         .map_err(|e| format!("cannot sign the IAM request: {e}"))?
         .into();
+    // Signed as it is sent: the URL as parsed.
+    let endpoint = url::Url::parse(url).map_err(|e| format!("bad IAM endpoint {url}: {e}"))?;
     let headers = [("content-type", FORM)];
     let signable = SignableRequest::new(
         "POST",
-        url,
+        endpoint.as_str(),
         headers.iter().copied(),
         SignableBody::Bytes(IAM_BODY.as_bytes()),
     )
@@ -154,40 +153,22 @@ async fn send_iam(url: &str, region: &str, creds: &Credentials) -> Result<(u16, 
         .map_err(|e| format!("cannot sign the IAM request: {e}"))?
         .into_parts();
 
-    let mut request = HttpRequest::new(SdkBody::from(IAM_BODY));
-    request
-        .set_uri(url)
-        .map_err(|e| format!("bad IAM endpoint {url}: {e}"))?;
-    request
-        .set_method("POST")
-        .map_err(|e| format!("cannot build the IAM request: {e}"))?;
-    request.headers_mut().insert("content-type", FORM);
+    let client = https::client(&endpoint).map_err(|e| format!("IAM at {url}: {e}"))?;
+    let mut request = client
+        .post(endpoint)
+        .header("content-type", FORM)
+        .body(IAM_BODY);
     let (signed, _) = instructions.into_parts();
     for header in signed {
-        request
-            .headers_mut()
-            .insert(header.name().to_string(), header.value().to_string());
+        request = request.header(header.name(), header.value());
     }
 
-    let connector = aws_smithy_http_client::Connector::builder()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build();
     let answer = tokio::time::timeout(Duration::from_secs(30), async {
-        let response: HttpResponse = connector
-            .call(request)
-            .await
-            .map_err(|e| format!("IAM at {url}: {e}"))?;
+        let failed = |e: reqwest::Error| format!("IAM at {url}: {}", https::describe(e));
+        let response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
-        let body = ByteStream::new(response.into_body())
-            .collect()
-            .await
-            .map_err(|e| format!("IAM at {url}: {e}"))?;
-        Ok::<_, String>((
-            status,
-            String::from_utf8_lossy(&body.into_bytes()).into_owned(),
-        ))
+        let body = response.text().await.map_err(failed)?;
+        Ok::<_, String>((status, body))
     })
     .await
     .map_err(|_| format!("IAM at {url} did not answer within 30s"))??;

@@ -14,9 +14,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use aws_sdk_s3::config::SharedHttpClient;
-use aws_smithy_http_client::tls;
-
 use crate::error::Error;
 use crate::store::Role;
 
@@ -92,16 +89,6 @@ impl Identity {
     }
 }
 
-/// The HTTPS client of every AWS call: rustls with ring, trusting the platform's root
-/// certificates.
-pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 /// The SDK configuration for `identity`, with the SDK's own retries off (vault retries
 /// in one place, see `store::retry`).
 pub async fn sdk_config(
@@ -120,7 +107,7 @@ pub async fn sdk_config(
         .clone()
         .unwrap_or_else(|| format!("vault-{name}"));
 
-    let http = http_client();
+    let http = crate::https::aws_http_client();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
         .region(Region::new(region.clone()))
