@@ -37,7 +37,7 @@ use crate::cli::DoctorArgs;
 use crate::config::Settings;
 use crate::error::{Error, ExitCode, summary, worst};
 use crate::retention::{LockMode, LockSource, Period};
-use crate::store::s3::{S3Target, auth, chrono_time, client_for, smithy_time};
+use crate::store::s3::{S3Target, Session, chrono_time, smithy_time};
 use crate::store::{Role, Target};
 
 /// The reserved key component the canaries live under. Job names and prefixes cannot
@@ -193,7 +193,7 @@ pub async fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<()> {
     let mut idents = Vec::new();
     for role in selected(&args.only) {
         let identity = settings.identities.store(role);
-        let sdk = auth::sdk_config(identity, role, target.region.as_deref())
+        let session = Session::open(target, identity, role)
             .await
             .map_err(|e| match e {
                 Error::Config(message) => Error::config(format!(
@@ -202,14 +202,14 @@ pub async fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<()> {
                 )),
                 other => other,
             })?;
-        let (creds, unusable) = match auth::credentials(&sdk, role).await {
+        let (creds, unusable) = match session.credentials().await {
             Ok(c) => (Some(c), None),
             Err(e) => (None, Some(e.to_string())),
         };
         idents.push(Ident {
             role,
-            s3: client_for(target, &sdk),
-            sdk,
+            s3: session.client().clone(),
+            sdk: session.sdk_config().clone(),
             unusable,
             creds,
         });
