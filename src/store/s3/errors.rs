@@ -33,12 +33,14 @@ pub enum Stage {
 /// A failed S3 request, read.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// How far the request got.
     pub stage: Stage,
     /// The HTTP status, when a response came back.
     pub status: Option<u16>,
     /// The S3 error code (`AccessDenied`, `NoSuchKey`, …); `None` for an answer
     /// without a body (a HEAD request's).
     pub code: Option<String>,
+    /// The service's own words with the code, if it gave any.
     pub message: Option<String>,
     /// The error with all its sources, for when no code says it better.
     pub context: String,
@@ -103,6 +105,7 @@ pub enum Code {
 }
 
 impl Code {
+    /// What `code`, as an S3 error answer carries it, means.
     pub fn of(code: &str) -> Code {
         match code {
             "InvalidAccessKeyId"

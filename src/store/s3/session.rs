@@ -45,6 +45,7 @@ impl Session {
         })
     }
 
+    /// The role this session was opened as.
     pub fn role(&self) -> Role {
         self.role
     }
