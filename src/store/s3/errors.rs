@@ -3,7 +3,7 @@
 //! [`read`] takes an SDK error apart: how far the request got ([`Stage`]), the HTTP
 //! status, the S3 error code and message. [`Code`] says what an error code means,
 //! whoever sent the request. The store types the failure for the rest of vault
-//! ([`classify`]: refused, missing, existing, retryable or not); doctor reads the same
+//! (`classify`: refused, missing, existing, retryable or not); doctor reads the same
 //! [`Failure`] as evidence of what an identity may do. Credentials that could not be
 //! had are found in an error's source chain and typed alike wherever they surface.
 //!

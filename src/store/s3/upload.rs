@@ -4,7 +4,7 @@
 //! Owns the part reader (cuts the stream into parts, reading one chunk ahead so the
 //! end is known as soon as a part is complete) and the [`AbortGuard`] that aborts an
 //! upload left early. Every request carries a CRC32 checksum and, on create,
-//! `If-None-Match: *` (see the module above). Must not import `config` or anything
+//! `If-None-Match: *` (see `store::s3`). Must not import `config` or anything
 //! above the store.
 
 use std::sync::Arc;
