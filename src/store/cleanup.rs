@@ -3,7 +3,8 @@
 //! When a backup is interrupted (SIGINT/SIGTERM) its upload future is dropped in the
 //! middle; the multipart upload it had started should still be aborted. A drop guard
 //! cannot await, so it [`spawn`]s the abort here, and the command runner [`drain`]s
-//! these tasks, for a bounded time, before the process exits.
+//! these tasks, for a bounded time, before the process exits. Must not import
+//! `config` or anything above the store.
 
 use std::future::Future;
 use std::sync::Mutex;

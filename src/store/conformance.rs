@@ -1,6 +1,7 @@
 //! The behaviour every [`Store`] must show, as one suite run against each
 //! implementation (the local vault in unit tests, S3 against a real server in
-//! integration tests). `prefix` keeps runs apart in a shared bucket.
+//! integration tests). `prefix` keeps runs apart in a shared bucket. Uses only the
+//! [`Store`] trait, never an implementation's internals; must not import `config`.
 
 use std::io::Write;
 

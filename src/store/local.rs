@@ -9,6 +9,8 @@
 //! It is **not** immutable against the directory's owner or root: anyone who can write
 //! the directory can delete or change backups. It is for trying vault and for tests;
 //! production backups belong in an Object Lock bucket in another account.
+//!
+//! Must not import `config` or anything above the store.
 
 use std::fs;
 use std::io;

@@ -3,8 +3,18 @@
 //! The trait is what every later backend must fit (S3 with Object Lock, other clouds):
 //! write a new object once, read an object (by version where the store has versions),
 //! describe one, list a prefix. Nothing here deletes or overwrites: vault has no code
-//! path that removes a backup. Retries, rate limits and logging belong in wrappers
-//! around a store, not inside one. [`conformance`] is the suite every store passes.
+//! path that removes a backup. [`conformance`] is the suite every store passes.
+//!
+//! Retries are not a wrapper around a store: [`crate::retry::Retry`] wraps each
+//! request inside the S3 store (each `PutObject`, `UploadPart`, `GetObject`, list
+//! page). A `put` consumes a stream that cannot be rewound, so a wrapper could not
+//! repeat a failed put without buffering the whole backup; one request can be
+//! repeated, because its body (at most one part) is in memory. The local store makes
+//! no requests and has nothing to retry. Rate limits and logging, should they come,
+//! would be wrappers around a store.
+//!
+//! Must not import `config` (config builds the targets and identities here from its
+//! own sections), `commands` or anything else above the store.
 
 pub mod cleanup;
 pub mod conformance;

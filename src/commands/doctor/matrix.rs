@@ -1,4 +1,6 @@
 //! The matrix: identity × action, expected against observed, and what a mismatch means.
+//!
+//! Pure judgement: sends nothing, so it imports neither the SDK nor `store::s3`.
 
 use serde::Serialize;
 

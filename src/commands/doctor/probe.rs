@@ -6,15 +6,20 @@
 //! allowed, even when the request then failed for its content (a malformed policy, a
 //! non-empty bucket, an upload that does not exist). The probes are built to fail that
 //! way, so that an identity wrongly allowed changes nothing.
+//!
+//! An answer is read by `store::s3::errors`, which every S3 request shares; this file
+//! only says what the reading means for an identity's rights. Must not reach into the
+//! store's internals.
 
 use std::future::Future;
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 
 use crate::error::Error;
 use crate::retry::Retry;
+use crate::store::s3::errors::{self, Code, Stage};
 
 /// What an identity was seen to be able to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,26 +77,9 @@ impl Observed {
 /// what it asked.
 pub const ACCEPTED: &str = "accepted";
 
-/// Error codes answered before (or instead of) authorisation: they say nothing about
-/// what the identity may do.
-const NOT_ABOUT_RIGHTS: [&str; 14] = [
-    "NoSuchBucket",
-    "InvalidBucketName",
-    "PermanentRedirect",
-    "TemporaryRedirect",
-    "AuthorizationHeaderMalformed",
-    "IncompleteSignature",
-    "MissingSecurityHeader",
-    "InvalidSecurity",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "RequestTimeTooSkewed",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-];
-
-/// Reads an answer: the observation, and the response when there was one.
+/// Reads an answer: the observation, the response when there was one, and whether a
+/// retry can help. Which error codes come before authorisation (and so say nothing
+/// about rights) is `store::s3::errors`' to say, as for every other S3 request.
 pub fn observe<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> (Observed, Option<T>, bool)
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -100,38 +88,27 @@ where
         Ok(out) => return (Observed::Allowed(ACCEPTED.into()), Some(out), false),
         Err(err) => err,
     };
-    match &err {
-        SdkError::ServiceError(_) => {}
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            return (Observed::Unknown(chain(&err)), None, true);
-        }
-        _ => return (Observed::Unknown(chain(&err)), None, false),
+    let failure = errors::read(&err);
+    match failure.stage {
+        Stage::Answered => {}
+        Stage::NoAnswer => return (Observed::Unknown(failure.context), None, true),
+        Stage::NotSent => return (Observed::Unknown(failure.context), None, false),
     }
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let code = err.code();
-    let detail = match (status, code) {
+    let status = failure.status;
+    let code = failure.meaning();
+    let detail = match (status, &failure.code) {
         (Some(s), Some(c)) => format!("{s} {c}"),
         (Some(s), None) => format!("HTTP {s}"),
-        (None, Some(c)) => c.to_string(),
-        (None, None) => chain(&err),
+        (None, Some(c)) => c.clone(),
+        (None, None) => failure.context.clone(),
     };
+    if let Some(why) = code.and_then(Code::before_authorisation) {
+        return (Observed::Unknown(format!("{detail}: {why}")), None, false);
+    }
     let observed = match (status, code) {
-        (_, Some(c)) if NOT_ABOUT_RIGHTS.contains(&c) => {
-            let why = match c {
-                "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-                | "InvalidToken"
-                | "TokenRefreshRequired" => "the credentials were not accepted",
-                "NoSuchBucket" => "the bucket does not exist",
-                "RequestTimeTooSkewed" => "this host's clock is wrong",
-                _ => "the request did not reach authorisation",
-            };
-            Observed::Unknown(format!("{detail}: {why}"))
-        }
-        (Some(403), Some("AccessDenied" | "AllAccessDisabled") | None) => Observed::Denied(detail),
+        (Some(403), Some(Code::Denied) | None) => Observed::Denied(detail),
         (Some(400 | 404 | 405 | 409 | 412 | 416), Some(_)) => Observed::Allowed(detail),
-        (Some(s), _) => return (Observed::Unknown(detail), None, s == 429 || s >= 500),
+        (Some(_), _) => return (Observed::Unknown(detail), None, failure.busy()),
         (None, _) => Observed::Unknown(detail),
     };
     (observed, None, false)
@@ -165,11 +142,6 @@ where
         })
         .await;
     answered.unwrap_or_else(|e| (Observed::Unknown(e.to_string()), None))
-}
-
-/// An error and its sources, each said once (never a raw response).
-fn chain<E: std::error::Error + 'static>(err: &E) -> String {
-    format!("{}", DisplayErrorContext(err))
 }
 
 #[cfg(test)]

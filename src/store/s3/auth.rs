@@ -4,7 +4,9 @@
 //! vars or files; a web identity token (Kubernetes service-account token / IRSA) with
 //! a role; or, when none is given, the SDK's default chain. `role_arn` (+ `external_id`,
 //! `session_name`) assumes a role on top of the chosen source. Secrets are read here
-//! and handed to the SDK; they never reach a log line or an error message.
+//! and handed to the SDK; they never reach a log line or an error message. Must not
+//! import `config` (it deserialises its sections into [`Identity`]) or anything above
+//! the store.
 
 use std::path::{Path, PathBuf};
 
@@ -90,7 +92,7 @@ impl Identity {
 }
 
 /// The SDK configuration for `identity`, with the SDK's own retries off (vault retries
-/// in one place, see `store::retry`).
+/// in one place, see `crate::retry`).
 pub async fn sdk_config(
     identity: &Identity,
     role: Role,
@@ -152,33 +154,6 @@ pub async fn sdk_config(
                 .build())
         }
     }
-}
-
-/// The credentials `sdk` resolves to now (an assumed role's session included), for
-/// requests made outside the SDK's clients: `vault doctor` compares the identities'
-/// access keys and signs one IAM request with them. They never reach a log line.
-pub(crate) async fn credentials(sdk: &SdkConfig, role: Role) -> Result<Credentials, Error> {
-    use aws_credential_types::provider::ProvideCredentials;
-    use aws_credential_types::provider::error::CredentialsError;
-
-    let name = role.as_str();
-    let provider = sdk
-        .credentials_provider()
-        .ok_or_else(|| Error::config(format!("no credentials source for the {name} identity")))?;
-    provider.provide_credentials().await.map_err(|e| {
-        let message = format!(
-            "no usable credentials for the {name} identity: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&e)
-        );
-        match e {
-            CredentialsError::ProviderTimedOut(_) => Error::Store {
-                message,
-                retryable: true,
-            },
-            CredentialsError::InvalidConfiguration(_) => Error::Config(message),
-            _ => Error::AccessDenied(message),
-        }
-    })
 }
 
 /// `[vault] region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else the profile's
