@@ -13,6 +13,8 @@ const BELOW_CONFIG: [&str; 14] = [
     "metrics", "retry", "units", "names", "https",
 ];
 
+const MAX_LINES: usize = 600;
+
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -180,6 +182,25 @@ fn the_layers_below_config_do_not_import_it() {
         })
         .collect();
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = fs::read_to_string(f).unwrap().lines().count();
+            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these by concept: {}",
+        long.join(", ")
+    );
 }
 
 #[test]
