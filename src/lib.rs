@@ -6,16 +6,29 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap types; [`commands`]: one module per subcommand, each with `run`.
-//! - [`config`]: `vault.toml` -> validated [`config::Settings`].
-//! - [`source`]: where dumps come from (sqlite, files, command).
-//! - [`pipeline`]: the backup and restore streams; [`pipe`] and [`digest`] are its parts.
-//! - [`store`]: the small `Store` trait, the local vault, the conformance suite.
-//! - [`manifest`]: the manifest, backup ids and key scheme; [`catalog`] reads them back.
-//! - [`retention`]: tiers and lock dates; [`crypto`]: age keys.
-//! - [`notify`]: pings and Pushgateway pushes; [`https`]: the one HTTPS set-up (TLS
-//!   decisions, the HTTP client) that they, doctor and the S3 store share.
-//! - [`error`]: error kinds and exit codes; [`report`], [`progress`]: output.
+//! Layers, top to bottom; a module imports only modules below it, and nothing below
+//! [`config`] imports it (`tests/layers.rs` checks both, and the 600-line limit).
+//!
+//! - [`cli`]: clap types only. [`commands`]: one module per subcommand, each with `run`
+//!   (`backup`, `list`, `restore` + `restore/server`, `verify/` (bucket, job, backup,
+//!   judge, output), `doctor/` (identities, canary, probes, probe, enforcement, matrix,
+//!   principal, findings, output), `keygen`, `demo`).
+//! - [`config`]: `vault.toml` -> validated [`config::Settings`] (file, jobs, schedule,
+//!   sections); deserialises into the types the layers below own.
+//! - [`catalog`]: a job's manifests read back through the `Store` trait; choosing one.
+//! - [`pipeline`]: the backup and restore streams ([`pipe`] and [`digest`] are its
+//!   parts); only it makes a `Written`, and [`manifest`] makes a manifest only from one.
+//! - [`source`]: what a job backs up ([`source::Spec`], engine settings) and the dumps
+//!   (sqlite, files, command, postgres, mysql, redis; `child` runs the tools).
+//! - [`store`]: the small `Store` trait, its conformance suite, the local directory and
+//!   `s3/` (target, session, upload, read, bucket, errors, auth); `cleanup` finishes
+//!   abandoned uploads.
+//! - [`notify`]: pings and Pushgateway pushes; [`metrics`]: Prometheus text.
+//! - Leaves: [`manifest`] (manifest, backup ids, key scheme), [`signing`] (signatures,
+//!   chain, trust rule), [`crypto`] (age keys), [`retention`] (tiers, lock dates),
+//!   [`retry`] (the one backoff), [`https`] (the one TLS set-up), [`units`] (times,
+//!   durations, sizes), [`names`] (job names, prefixes), [`error`] (kinds and exit
+//!   codes), [`report`] and [`progress`] (output), [`signal`] (SIGINT/SIGTERM).
 
 #![forbid(unsafe_code)]
 

@@ -33,13 +33,9 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// A duration: `90s`, `15m` (or `15min`), `6h`, `1d`, `2w`; longer than zero.
 pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w"))?;
-    let d = match unit.trim() {
+    let (n, unit) = number_and_unit::<i64>(s)
+        .ok_or_else(|| format!("`{s}` is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w"))?;
+    let d = match unit {
         "s" => TimeDelta::try_seconds(n),
         "m" | "min" => TimeDelta::try_minutes(n),
         "h" => TimeDelta::try_hours(n),
@@ -59,15 +55,19 @@ pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
 
 const MIB: u64 = 1 << 20;
 
-/// A size in bytes: `16MiB`, `8 MiB`, `1GiB`, `512KiB`, `16777216`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+/// `16 MiB` -> `(16, "MiB")`: the leading digits, and what follows them trimmed.
+fn number_and_unit<N: std::str::FromStr>(s: &str) -> Option<(N, &str)> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 16MiB"))?;
-    let mult = match unit.trim() {
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// A size in bytes: `16MiB`, `8 MiB`, `1GiB`, `512KiB`, `16777216`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit::<u64>(s)
+        .ok_or_else(|| format!("`{s}` is not a size: write e.g. 16MiB"))?;
+    let mult = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => MIB,

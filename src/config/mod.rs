@@ -9,10 +9,10 @@
 //! they own (the store's target, options and identities, a job's source spec, the
 //! pipeline's compression, the signing settings) and none of them imports it.
 //!
-//! - [`file`]: the shape of the file, section by section;
-//! - [`jobs`]: `[[job]]` into [`Job`]s, with their expansion;
-//! - [`schedule`]: cron lines and the interval they imply;
-//! - [`sections`]: retention, identities, signing and verify.
+//! - `file`: the shape of the file, section by section;
+//! - `jobs`: `[[job]]` into [`Job`]s, with their expansion;
+//! - `schedule`: cron lines and the interval they imply;
+//! - `sections`: retention, identities, signing and verify.
 
 mod file;
 mod jobs;

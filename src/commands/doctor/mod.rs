@@ -52,7 +52,7 @@ use crate::store::s3::S3Target;
 use crate::store::{Role, Target};
 
 /// The reserved key component the canaries live under. Job names and prefixes cannot
-/// start with `.` or `.vault` (config.rs), so no backup ever shares it.
+/// start with `.` or `.vault` (`crate::names`), so no backup ever shares it.
 pub const RESERVED: &str = ".vault-doctor";
 
 /// Everything doctor found, in the order it found it.

@@ -54,6 +54,28 @@ macro_rules! send {
     };
 }
 
+/// `$op` on one key (`key = …`) or prefix (`prefix = …`) of the bucket: `$method` on the
+/// client with the bucket and that bucket key set, then the further setters given,
+/// sent through [`send!`] with the request and its `s3://` URL named in any error.
+/// Evaluates to the result.
+macro_rules! send_for {
+    ($store:expr, $op:literal, $method:ident, $place:ident = $full:expr $(, .$setter:ident($($arg:expr),*))* $(,)?) => {{
+        let what = format!(concat!($op, " {}"), $store.url($full));
+        send!(
+            $store.retry,
+            $store.role,
+            &what,
+            $store
+                .client
+                .$method()
+                .bucket(&$store.target.bucket)
+                .$place($full)
+                $(.$setter($($arg),*))*
+        )
+        .await
+    }};
+}
+
 pub mod auth;
 mod bucket;
 pub mod errors;

@@ -12,6 +12,19 @@ use crate::error::Error;
 use crate::retention::{Lock, LockMode};
 use crate::store::{ObjectMeta, ObjectReader, VersionInfo};
 
+/// `$op` on one version of vault key `$key` (the newest when `$version` is `None`).
+macro_rules! send_version {
+    ($store:expr, $op:literal, $method:ident, $key:expr, $version:expr) => {
+        send_for!(
+            $store,
+            $op,
+            $method,
+            key = &$store.target.key_in_bucket($key),
+            .set_version_id($version.map(str::to_string)),
+        )
+    };
+}
+
 impl S3Store {
     /// [`Store::get`](crate::store::Store::get): one `GetObject`, the body streamed.
     pub(super) async fn get_object(
@@ -19,19 +32,7 @@ impl S3Store {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectReader, Error> {
-        let full = self.target.key_in_bucket(key);
-        let what = format!("GetObject {}", self.url(&full));
-        let out = send!(
-            self.retry,
-            self.role,
-            &what,
-            self.client
-                .get_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .set_version_id(version_id.map(str::to_string))
-        )
-        .await?;
+        let out = send_version!(self, "GetObject", get_object, key, version_id)?;
         Ok(Box::new(out.body.into_async_read()))
     }
 
@@ -42,19 +43,7 @@ impl S3Store {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectMeta, Error> {
-        let full = self.target.key_in_bucket(key);
-        let what = format!("HeadObject {}", self.url(&full));
-        let out = send!(
-            self.retry,
-            self.role,
-            &what,
-            self.client
-                .head_object()
-                .bucket(&self.target.bucket)
-                .key(&full)
-                .set_version_id(version_id.map(str::to_string))
-        )
-        .await?;
+        let out = send_version!(self, "HeadObject", head_object, key, version_id)?;
         let lock = match (out.object_lock_mode, out.object_lock_retain_until_date) {
             (Some(mode), Some(until)) => Some(Lock {
                 mode: match mode {
@@ -77,21 +66,16 @@ impl S3Store {
     /// [`Store::list`](crate::store::Store::list): `ListObjectsV2`, every page.
     pub(super) async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
         let full = self.target.key_in_bucket(prefix);
-        let what = format!("ListObjectsV2 {}", self.url(&full));
         let mut token: Option<String> = None;
         let mut out = Vec::new();
         loop {
-            let page = send!(
-                self.retry,
-                self.role,
-                &what,
-                self.client
-                    .list_objects_v2()
-                    .bucket(&self.target.bucket)
-                    .prefix(&full)
-                    .set_continuation_token(token.clone())
-            )
-            .await?;
+            let page = send_for!(
+                self,
+                "ListObjectsV2",
+                list_objects_v2,
+                prefix = &full,
+                .set_continuation_token(token.clone()),
+            )?;
             for obj in page.contents.unwrap_or_default() {
                 let Some(key) = obj.key.as_deref().and_then(|k| self.target.key_in_vault(k)) else {
                     continue;
@@ -117,47 +101,39 @@ impl S3Store {
     /// every page, versions and delete markers merged.
     pub(super) async fn list_versions(&self, prefix: &str) -> Result<Vec<VersionInfo>, Error> {
         let full = self.target.key_in_bucket(prefix);
-        let what = format!("ListObjectVersions {}", self.url(&full));
         let mut markers: (Option<String>, Option<String>) = (None, None);
         let mut out = Vec::new();
         loop {
-            let page = send!(
-                self.retry,
-                self.role,
-                &what,
-                self.client
-                    .list_object_versions()
-                    .bucket(&self.target.bucket)
-                    .prefix(&full)
-                    .set_key_marker(markers.0.clone())
-                    .set_version_id_marker(markers.1.clone())
-            )
-            .await?;
-            let mut found = Vec::new();
-            for v in page.versions.unwrap_or_default() {
-                let Some(key) = v.key.as_deref().and_then(|k| self.target.key_in_vault(k)) else {
-                    continue;
-                };
-                found.push(VersionInfo {
-                    key: key.to_string(),
-                    version_id: v.version_id,
-                    delete_marker: false,
-                    size: v.size.unwrap_or(0).max(0) as u64,
-                    modified: v.last_modified.map(chrono_time),
-                });
-            }
-            for m in page.delete_markers.unwrap_or_default() {
-                let Some(key) = m.key.as_deref().and_then(|k| self.target.key_in_vault(k)) else {
-                    continue;
-                };
-                found.push(VersionInfo {
-                    key: key.to_string(),
-                    version_id: m.version_id,
-                    delete_marker: true,
-                    size: 0,
-                    modified: m.last_modified.map(chrono_time),
-                });
-            }
+            let page = send_for!(
+                self,
+                "ListObjectVersions",
+                list_object_versions,
+                prefix = &full,
+                .set_key_marker(markers.0.clone()),
+                .set_version_id_marker(markers.1.clone()),
+            )?;
+            let entry = |key: Option<String>,
+                         version_id,
+                         delete_marker,
+                         size: Option<i64>,
+                         modified: Option<aws_smithy_types::DateTime>| {
+                let key = self.target.key_in_vault(key.as_deref()?)?.to_string();
+                Some(VersionInfo {
+                    key,
+                    version_id,
+                    delete_marker,
+                    size: size.unwrap_or(0).max(0) as u64,
+                    modified: modified.map(chrono_time),
+                })
+            };
+            let versions = page.versions.unwrap_or_default().into_iter();
+            let deleted = page.delete_markers.unwrap_or_default().into_iter();
+            let mut found: Vec<VersionInfo> = versions
+                .filter_map(|v| entry(v.key, v.version_id, false, v.size, v.last_modified))
+                .chain(
+                    deleted.filter_map(|m| entry(m.key, m.version_id, true, None, m.last_modified)),
+                )
+                .collect();
             // Versions and markers come in two lists: merge them back into key order,
             // newest first within a key.
             found.sort_by(|a, b| a.key.cmp(&b.key).then(b.modified.cmp(&a.modified)));

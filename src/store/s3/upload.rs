@@ -10,6 +10,8 @@
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
@@ -26,6 +28,11 @@ use crate::retry::Retry;
 use crate::store::{PutOptions, PutReceipt, Role};
 
 impl S3Store {
+    /// `If-None-Match: *` on every create, unless `conditional_writes = false`.
+    fn if_none_match(&self) -> Option<String> {
+        self.target.conditional_writes.then(|| "*".to_string())
+    }
+
     /// [`crate::store::Store::put`] for S3: the first part decides between one
     /// `PutObject` and a multipart upload.
     pub(super) async fn upload(
@@ -55,22 +62,15 @@ impl S3Store {
         lock: Option<Lock>,
     ) -> Result<PutReceipt, Error> {
         let size = data.len() as u64;
-        let what = format!("PutObject {}", self.url(full));
-        let out = send!(
-            self.retry,
-            self.role,
-            &what,
-            self.client
-                .put_object()
-                .bucket(&self.target.bucket)
-                .key(full)
-                .body(ByteStream::from(data.clone()))
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()))
-                .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
-                .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)))
-        )
-        .await?;
+        let out = send_for!(
+            self,
+            "PutObject",
+            put_object,
+            key = full,
+            .body(ByteStream::from(data.clone())),
+            .set_if_none_match(self.if_none_match()),
+            .locked(lock),
+        )?;
         Ok(PutReceipt {
             version_id: out.version_id,
             size,
@@ -94,25 +94,13 @@ impl S3Store {
                 .create_multipart_upload()
                 .bucket(bucket)
                 .key(full)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
-                .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)))
+                .locked(lock)
         )
         .await?;
         let upload_id = created.upload_id.ok_or_else(|| Error::Store {
             message: format!("{what}: the response carried no upload id"),
             retryable: false,
         })?;
-        // From here on, leaving early (error or a dropped future) aborts the upload.
-        let mut guard = AbortGuard {
-            client: self.client.clone(),
-            bucket: bucket.clone(),
-            key: full.to_string(),
-            upload_id: upload_id.clone(),
-            role: self.role,
-            retry: self.retry,
-            armed: true,
-        };
         let shared = Arc::new(PartContext {
             client: self.client.clone(),
             bucket: bucket.clone(),
@@ -122,6 +110,11 @@ impl S3Store {
             retry: self.retry,
             url: self.url(full),
         });
+        // From here on, leaving early (error or a dropped future) aborts the upload.
+        let mut guard = AbortGuard {
+            upload: shared.clone(),
+            armed: true,
+        };
 
         let mut inflight: JoinSet<Result<CompletedPart, Error>> = JoinSet::new();
         let mut done = Vec::new();
@@ -175,7 +168,7 @@ impl S3Store {
                 .key(full)
                 .upload_id(&upload_id)
                 .multipart_upload(completed.clone())
-                .set_if_none_match(self.target.conditional_writes.then(|| "*".to_string()))
+                .set_if_none_match(self.if_none_match())
         )
         .await?;
         guard.armed = false;
@@ -186,7 +179,8 @@ impl S3Store {
     }
 }
 
-/// What every part upload of one multipart upload shares.
+/// One multipart upload in progress: what every part upload shares, and what its
+/// abort needs.
 struct PartContext {
     client: Client,
     bucket: String,
@@ -247,12 +241,7 @@ fn body_error(url: &str, e: std::io::Error) -> Error {
 /// Aborts a multipart upload unless disarmed; runs when the upload future is dropped
 /// (error or interruption).
 struct AbortGuard {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: String,
-    role: Role,
-    retry: Retry,
+    upload: Arc<PartContext>,
     armed: bool,
 }
 
@@ -261,29 +250,24 @@ impl Drop for AbortGuard {
         if !self.armed {
             return;
         }
-        let (client, bucket, key, upload_id, role, retry) = (
-            self.client.clone(),
-            self.bucket.clone(),
-            self.key.clone(),
-            self.upload_id.clone(),
-            self.role,
-            Retry {
-                attempts: 3,
-                ..self.retry
-            },
-        );
+        let upload = self.upload.clone();
         crate::store::cleanup::spawn(async move {
-            let url = format!("s3://{bucket}/{key}");
+            let url = &upload.url;
             let what = format!("AbortMultipartUpload {url}");
+            let retry = Retry {
+                attempts: 3,
+                ..upload.retry
+            };
             let result = send!(
                 retry,
-                role,
+                upload.role,
                 &what,
-                client
+                upload
+                    .client
                     .abort_multipart_upload()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .upload_id(&upload_id)
+                    .bucket(&upload.bucket)
+                    .key(&upload.key)
+                    .upload_id(&upload.upload_id)
             )
             .await;
             match result {
@@ -350,6 +334,26 @@ impl PartReader {
         Ok(part.freeze())
     }
 }
+
+/// The headers of every create: a CRC32 checksum (S3 refuses an upload that Object Lock
+/// governs without one) and, when given, the lock.
+trait Locked: Sized {
+    fn locked(self, lock: Option<Lock>) -> Self;
+}
+
+macro_rules! locked {
+    ($($builder:ty),*) => {$(
+        impl Locked for $builder {
+            fn locked(self, lock: Option<Lock>) -> Self {
+                self.checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
+                    .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.retain_until)))
+            }
+        }
+    )*};
+}
+
+locked!(PutObjectFluentBuilder, CreateMultipartUploadFluentBuilder);
 
 fn lock_mode(mode: LockMode) -> ObjectLockMode {
     match mode {
