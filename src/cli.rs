@@ -78,6 +78,10 @@ pub struct BackupArgs {
     /// Jobs to back up, by name
     #[arg(value_name = "JOB")]
     pub jobs: Vec<String>,
+    /// When a job is already being backed up by another run, wait for it to finish
+    /// instead of failing (exit 2)
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

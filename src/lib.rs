@@ -40,6 +40,7 @@ pub mod crypto;
 pub mod digest;
 pub mod error;
 pub mod https;
+pub mod joblock;
 pub mod manifest;
 pub mod metrics;
 pub mod names;

@@ -57,6 +57,19 @@ impl Signing {
     /// The store's time decides whether an unsigned item predates signing, never the
     /// item's own claim.
     pub fn distrust(&self, item: &impl Signed, stored_at: Option<DateTime<Utc>>) -> Option<String> {
+        match self.verdict(item, stored_at)? {
+            (Verdict::Valid | Verdict::PredatesSigning, _) => None,
+            (_, why) => Some(why),
+        }
+    }
+
+    /// What the trust rule says of `item`, and why in words; `None` when signing is off
+    /// (no public keys configured).
+    pub fn verdict(
+        &self,
+        item: &impl Signed,
+        stored_at: Option<DateTime<Utc>>,
+    ) -> Option<(Verdict, String)> {
         if self.public_keys.is_empty() {
             return None;
         }
@@ -64,12 +77,77 @@ impl Signing {
             (Some(cut), Some(at)) => at < cut,
             _ => false,
         };
-        match item.signature() {
-            None if predates => None,
-            None => {
-                Some("it is not signed, and [signing] public_keys requires signed manifests".into())
-            }
-            Some(sig) => sig.check(&item.signed_bytes(), &self.public_keys).err(),
+        Some(match item.signature() {
+            None if predates => (
+                Verdict::PredatesSigning,
+                "unsigned, stored before [signing] unsigned_before".into(),
+            ),
+            None => (
+                Verdict::Missing,
+                "it is not signed, and [signing] public_keys requires signed manifests".into(),
+            ),
+            Some(sig) => match sig.check(&item.signed_bytes(), &self.public_keys) {
+                Ok(()) => (Verdict::Valid, "validly signed".into()),
+                Err(e) => (e.verdict(), e.to_string()),
+            },
+        })
+    }
+}
+
+/// What a reader makes of one item's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Signed by a trusted key, and the signature matches.
+    Valid,
+    /// Unsigned, but stored before signing was required (`unsigned_before`).
+    PredatesSigning,
+    /// Not signed although signing is required.
+    Missing,
+    /// Signed by a key that is not among the trusted ones.
+    UnknownKey,
+    /// The signature does not match the contents, or is malformed.
+    Invalid,
+}
+
+impl Verdict {
+    /// Whether a reader may use the item.
+    pub fn trusted(self) -> bool {
+        matches!(self, Verdict::Valid | Verdict::PredatesSigning)
+    }
+
+    /// A short word for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::PredatesSigning => "predates-signing",
+            Verdict::Missing => "MISSING",
+            Verdict::UnknownKey => "UNKNOWN KEY",
+            Verdict::Invalid => "INVALID",
+        }
+    }
+}
+
+/// Why a signature does not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature algorithm `{0}` is not {ALGORITHM}")]
+    Algorithm(String),
+    #[error("signed with a malformed key: {0}")]
+    MalformedKey(String),
+    #[error("signed by {0}, which is not in [signing] public_keys")]
+    UnknownKey(PublicKey),
+    #[error("the signature is not hex")]
+    NotHex,
+    #[error("the signature by {0} does not match the manifest's contents")]
+    Mismatch(PublicKey),
+}
+
+impl SignatureError {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            SignatureError::UnknownKey(_) => Verdict::UnknownKey,
+            _ => Verdict::Invalid,
         }
     }
 }
@@ -197,27 +275,19 @@ impl Signature {
     }
 
     /// Checks the signature of `message` against the trusted keys; the error says why not.
-    pub fn check(&self, message: &[u8], trusted: &[PublicKey]) -> Result<(), String> {
+    pub fn check(&self, message: &[u8], trusted: &[PublicKey]) -> Result<(), SignatureError> {
         if self.algorithm != ALGORITHM {
-            return Err(format!(
-                "signature algorithm `{}` is not {ALGORITHM}",
-                self.algorithm
-            ));
+            return Err(SignatureError::Algorithm(self.algorithm.clone()));
         }
-        let key = PublicKey::parse(&self.public_key)
-            .map_err(|e| format!("signed with a malformed key: {e}"))?;
+        let key = PublicKey::parse(&self.public_key).map_err(SignatureError::MalformedKey)?;
         if !trusted.contains(&key) {
-            return Err(format!(
-                "signed by {key}, which is not in [signing] public_keys"
-            ));
+            return Err(SignatureError::UnknownKey(key));
         }
-        let value = from_hex(&self.value).ok_or("the signature is not hex")?;
+        let value = from_hex(&self.value).ok_or(SignatureError::NotHex)?;
         if key.verifies(message, &value) {
             Ok(())
         } else {
-            Err(format!(
-                "the signature by {key} does not match the manifest's contents"
-            ))
+            Err(SignatureError::Mismatch(key))
         }
     }
 }
@@ -367,10 +437,11 @@ mod tests {
             .unwrap();
         let err = sig
             .check(b"manifesT", std::slice::from_ref(&public))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not match"), "{err}");
         let other = generate_key_file(&dir.path().join("other.key")).unwrap();
-        let err = sig.check(b"manifest", &[other]).unwrap_err();
+        let err = sig.check(b"manifest", &[other]).unwrap_err().to_string();
         assert!(err.contains("not in [signing] public_keys"), "{err}");
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains(&public.to_string()));

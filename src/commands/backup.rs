@@ -16,6 +16,7 @@ use super::{Context, warn_about};
 use crate::cli::BackupArgs;
 use crate::config::{Job, Settings};
 use crate::error::{Error, ExitCode, exit_code_for, summary};
+use crate::joblock::{Busy, JobLock, holder};
 use crate::manifest::{self, Manifest};
 use crate::notify::{self, Event};
 use crate::pipe::PipeReader;
@@ -50,6 +51,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
     } else {
         let mut jobs = Vec::new();
         for name in &args.jobs {
+            crate::names::validate_job_arg(name).map_err(Error::config)?;
             for job in settings.jobs_named(name)? {
                 if !jobs.iter().any(|j: &&Job| j.name == job.name) {
                     jobs.push(job);
@@ -81,17 +83,34 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings, Role::Writer).await?;
     warn_about(store.as_ref());
 
+    // Which vault the job locks belong to: the same job name in another vault is
+    // another job.
+    let vault = format!("{}\n{}", store.describe(), settings.layout.job_root(""));
     let mut results = Vec::new();
     let mut first_error = None;
     for job in &jobs {
         let started = Instant::now();
-        ping(job, Event::Start, "started").await;
-        let outcome = tokio::select! {
-            r = backup_job(store.as_ref(), settings, signer.as_ref(), job) => r,
+        let lock = tokio::select! {
+            lock = lock_job(settings, &vault, signer.is_some(), job, args.wait) => lock,
             signal = interrupted() => Err(Error::Interrupted(format!(
-                "{signal} received: the backup of job `{}` was abandoned; no manifest was written",
+                "{signal} received while waiting for job `{}`; it was not started",
                 job.name
             )).into()),
+        };
+        let outcome = match lock {
+            Err(e) => Err(e),
+            Ok(lock) => {
+                ping(job, Event::Start, "started").await;
+                let outcome = tokio::select! {
+                    r = backup_job(store.as_ref(), settings, signer.as_ref(), job) => r,
+                    signal = interrupted() => Err(Error::Interrupted(format!(
+                        "{signal} received: the backup of job `{}` was abandoned; no manifest was written",
+                        job.name
+                    )).into()),
+                };
+                drop(lock);
+                outcome
+            }
         };
         match outcome {
             Ok(m) => {
@@ -155,6 +174,37 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
                     if failed.len() == 1 { "it" } else { "them" }
                 ),
             ))
+        }
+    }
+}
+
+/// One backup of a job at a time, across processes ([`JobLock`]): refused while another
+/// run holds the job's lock, or waited for with `--wait`. With signing on the lock is
+/// required (an overlap would fork the chain); without, it is best effort: a state
+/// directory that cannot be used only loses the protection against overlapping runs.
+async fn lock_job(
+    settings: &Settings,
+    vault: &str,
+    signed: bool,
+    job: &Job,
+    wait: bool,
+) -> anyhow::Result<Option<JobLock>> {
+    match JobLock::acquire(&settings.signing.state_dir, vault, &job.name, wait).await {
+        Ok(lock) => Ok(Some(lock)),
+        Err(Busy::Held(pid)) => Err(Error::config(format!(
+            "job `{}` is already being backed up ({}): not started again (pass --wait to wait \
+             for it)",
+            job.name,
+            holder(pid)
+        ))
+        .into()),
+        Err(Busy::Unusable(e)) if signed => Err(anyhow::Error::new(e).context(
+            "signed backups keep their job lock and chain head in [signing] state_dir, \
+             which must be writable",
+        )),
+        Err(Busy::Unusable(e)) => {
+            tracing::info!("job `{}`: {e}; running without the job lock", job.name);
+            Ok(None)
         }
     }
 }

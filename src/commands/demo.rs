@@ -55,7 +55,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
 
     step(4, &format!("back up: {cfg} backup"));
-    backup::run(&ctx, &BackupArgs { jobs: vec![] }).await?;
+    backup::run(
+        &ctx,
+        &BackupArgs {
+            jobs: vec![],
+            wait: false,
+        },
+    )
+    .await?;
 
     step(5, &format!("list: {cfg} list"));
     list::run(&ctx, &ListArgs { job: None }).await?;

@@ -1,4 +1,9 @@
 //! `vault list [JOB]`: the backups in the vault, newest last.
+//!
+//! With signing on (`[signing] public_keys`), each backup's signature is judged by the
+//! readers' one trust rule (`Signing::verdict`) and shown beside it: during an incident
+//! a forged manifest must stand out at once, not look like a good backup. Any backup
+//! that is not validly signed makes `list` end with the integrity code (3).
 
 use serde::Serialize;
 
@@ -8,7 +13,17 @@ use crate::cli::ListArgs;
 use crate::error::{ExitCode, summary, worst};
 use crate::manifest::Manifest;
 use crate::report::{Table, human_bytes};
+use crate::signing::Verdict;
 use crate::store::Role;
+
+/// One backup as listed: its manifest, and with signing on, what its signature says.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    manifest: Manifest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<Verdict>,
+}
 
 #[derive(Serialize)]
 struct Broken {
@@ -20,16 +35,33 @@ struct Broken {
 
 pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
-    let jobs = settings.job_names(args.job.as_deref());
+    let jobs = settings.job_names(args.job.as_deref())?;
     let store = super::open_store(settings, Role::Verifier).await?;
     warn_about(store.as_ref());
 
-    let mut good: Vec<Manifest> = Vec::new();
+    let mut good: Vec<Listed> = Vec::new();
     let mut broken = Vec::new();
+    let mut untrusted = 0;
     for job in &jobs {
         for entry in catalog::entries(store.as_ref(), &settings.layout, job).await? {
             match entry.manifest {
-                Ok(m) => good.push(m),
+                Ok(m) => {
+                    let verdict = settings.signing.verdict(&m, entry.stored_at);
+                    if let Some((v, why)) = &verdict
+                        && !v.trusted()
+                    {
+                        untrusted += 1;
+                        eprintln!(
+                            "warning: backup {} of job `{}` is not validly signed (manifest {}): \
+                             {why}",
+                            m.backup_id, m.job, entry.key
+                        );
+                    }
+                    good.push(Listed {
+                        manifest: m,
+                        signature: verdict.map(|(v, _)| v),
+                    });
+                }
                 Err(e) => broken.push(Broken {
                     key: entry.key,
                     error: e.to_string(),
@@ -44,7 +76,8 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     } else if good.is_empty() && broken.is_empty() {
         println!("no backups yet in {}", store.describe());
     } else {
-        let mut table = Table::new(&[
+        let signed = !settings.signing.public_keys.is_empty();
+        let mut header = vec![
             "JOB",
             "BACKUP ID",
             "TIER",
@@ -52,9 +85,17 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
             "STORED",
             "LOCKED UNTIL",
             "SOURCE",
-        ]);
-        for m in &good {
-            table.row(vec![
+        ];
+        if signed {
+            header.push("SIGNATURE");
+        }
+        let mut table = Table::new(&header);
+        for Listed {
+            manifest: m,
+            signature,
+        } in &good
+        {
+            let mut row = vec![
                 m.job.clone(),
                 m.backup_id.clone(),
                 m.retention.tier.to_string(),
@@ -66,7 +107,11 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
                     .format("%Y-%m-%d %H:%M")
                     .to_string(),
                 m.source.kind.clone(),
-            ]);
+            ];
+            if let Some(v) = signature {
+                row.push(v.as_str().to_string());
+            }
+            table.row(row);
         }
         print!("{}", table.render());
     }
@@ -77,6 +122,15 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
         return Err(summary(
             code,
             format!("{} manifest(s) could not be read", broken.len()),
+        ));
+    }
+    if untrusted > 0 {
+        return Err(summary(
+            ExitCode::Integrity,
+            format!(
+                "{untrusted} backup(s) are not validly signed: do not restore them (vault \
+                 restore and verify refuse them)"
+            ),
         ));
     }
     Ok(())

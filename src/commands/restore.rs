@@ -47,6 +47,7 @@ enum Destination {
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
+    crate::names::validate_job_arg(&args.job).map_err(Error::config)?;
     let early = match &args.output {
         Some(path) if path.as_os_str() == "-" => Some(Destination::Stdout),
         Some(path) => Some(Destination::File {

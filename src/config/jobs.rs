@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::TimeDelta;
 
 use super::file::JobSection;
-use super::schedule::{schedule_interval, validate_schedule};
+use super::schedule::Schedule;
 use crate::crypto::{self, Recipient};
 use crate::names::validate_job_name;
 use crate::notify::Ping;
@@ -21,7 +21,7 @@ pub struct Job {
     /// The `[[job]]` name it came from: differs from `name` for the jobs a
     /// multi-database PostgreSQL job expands into (`pg.app`, `pg.globals`).
     pub group: String,
-    pub schedule: Option<String>,
+    pub schedule: Option<Schedule>,
     /// How often a backup is expected: `interval`, else what `schedule` implies, else a day.
     pub interval: TimeDelta,
     /// How late a backup may be before `verify` calls the job stale.
@@ -48,16 +48,17 @@ pub(super) fn jobs(
             return Err(format!("job `{}` is defined twice", job.name));
         }
         let j = |msg: String| format!("job `{}`: {msg}", job.name);
-        if let Some(s) = &job.schedule {
-            validate_schedule(s).map_err(|e| j(format!("schedule: {e}")))?;
-        }
+        let schedule = job
+            .schedule
+            .as_deref()
+            .map(Schedule::parse)
+            .transpose()
+            .map_err(|e| j(format!("schedule: {e}")))?;
         let interval = match &job.interval {
             Some(text) => parse_duration(text).map_err(|e| j(format!("interval: {e}")))?,
-            None => job
-                .schedule
-                .as_deref()
-                .and_then(schedule_interval)
-                .unwrap_or(TimeDelta::days(1)),
+            None => schedule
+                .as_ref()
+                .map_or(TimeDelta::days(1), Schedule::interval),
         };
         let grace = match &job.grace {
             Some(text) => parse_duration(text).map_err(|e| j(format!("grace: {e}")))?,
@@ -81,7 +82,7 @@ pub(super) fn jobs(
             jobs.push(Job {
                 name,
                 group: job.name.clone(),
-                schedule: job.schedule.clone(),
+                schedule: schedule.clone(),
                 interval,
                 grace,
                 ping: job.ping.clone(),

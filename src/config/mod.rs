@@ -33,6 +33,7 @@ use crate::store::Target;
 
 pub use file::IdentitySection;
 pub use jobs::Job;
+pub use schedule::Schedule;
 pub use sections::{DEFAULT_STATE_DIR, Identities, VerifySettings};
 
 /// Everything vault needs, validated.
@@ -127,15 +128,19 @@ impl Settings {
 
     /// The jobs a reading command looks at: `only` (a job, or the jobs a `[[job]]`
     /// expanded into), or every configured job. A named job need not be configured:
-    /// one removed from the config may still have backups.
-    pub fn job_names(&self, only: Option<&str>) -> Vec<String> {
-        match only {
-            Some(name) => match self.jobs_named(name) {
-                Ok(jobs) => jobs.iter().map(|j| j.name.clone()).collect(),
-                Err(_) => vec![name.to_string()],
-            },
+    /// one removed from the config may still have backups; but it must be a valid job
+    /// name, checked before any store is touched.
+    pub fn job_names(&self, only: Option<&str>) -> Result<Vec<String>, Error> {
+        Ok(match only {
+            Some(name) => {
+                crate::names::validate_job_arg(name).map_err(Error::config)?;
+                match self.jobs_named(name) {
+                    Ok(jobs) => jobs.iter().map(|j| j.name.clone()).collect(),
+                    Err(_) => vec![name.to_string()],
+                }
+            }
             None => self.jobs.iter().map(|j| j.name.clone()).collect(),
-        }
+        })
     }
 
     /// The job called `name`, or every job the `[[job]]` called `name` expanded into.
@@ -156,7 +161,8 @@ impl Settings {
         self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
             Error::config(format!(
-                "no job named `{name}` in {} (jobs: {})",
+                "no job named `{}` in {} (jobs: {})",
+                crate::names::shown(name),
                 self.path.display(),
                 if names.is_empty() {
                     "none".to_string()

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::TimeDelta;
 
-use super::schedule::schedule_interval;
 use super::*;
 use crate::retention::{Period, Policy};
 use crate::source::{PasswordFrom, Spec};
@@ -83,18 +82,13 @@ fn monitoring_and_signing_settings() {
     assert_eq!(s.signing.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     assert_eq!(s.signing.public_keys[0].to_string(), key);
     assert_eq!(s.verify.size_drop, 0.3);
-    // "0 */6 * * *" is not a shape vault reads: a day, a quarter of it as grace.
-    assert_eq!(s.jobs[0].interval, TimeDelta::days(1));
-    assert_eq!(s.jobs[0].grace, TimeDelta::hours(6));
+    // The interval is the largest gap between fire times; a quarter of it is grace.
+    assert_eq!(s.jobs[0].interval, TimeDelta::hours(6));
+    assert_eq!(s.jobs[0].grace, TimeDelta::minutes(90));
     assert_eq!(s.jobs[1].interval, TimeDelta::days(2));
     assert_eq!(s.jobs[1].grace, TimeDelta::minutes(90));
     assert!(s.jobs[1].ping.is_some());
     assert_eq!(s.jobs[2].interval, TimeDelta::weeks(1));
-    assert_eq!(
-        schedule_interval("0 3,15 * * *"),
-        Some(TimeDelta::hours(12))
-    );
-    assert_eq!(schedule_interval("@hourly"), Some(TimeDelta::hours(1)));
     for (bad, named) in [
         ("[signing]\npublic_keys = [\"age1abc\"]\n", "public_keys"),
         ("[verify]\nsize_drop = 2.0\n", "size_drop"),
@@ -217,7 +211,7 @@ source = { kind = "redis", password_env = "REDIS_PW" }
         ["pg.app", "pg.billing", "pg.globals", "shop", "cache"]
     );
     assert_eq!(
-        s.job_names(Some("pg")),
+        s.job_names(Some("pg")).unwrap(),
         ["pg.app", "pg.billing", "pg.globals"]
     );
     assert_eq!(s.jobs_named("pg.billing").unwrap().len(), 1);

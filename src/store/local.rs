@@ -6,6 +6,10 @@
 //! and a reader never sees a half-written one. The lock an object would get is
 //! recorded in `.vault/locks/<key>.json`.
 //!
+//! A partial file is locked (`flock`) while its backup writes it. A run killed
+//! outright (SIGKILL, a power cut) leaves its partial file behind; opening the vault
+//! removes partial files older than a day that no live process holds.
+//!
 //! It is **not** immutable against the directory's owner or root: anyone who can write
 //! the directory can delete or change backups. It is for trying vault and for tests;
 //! production backups belong in an Object Lock bucket in another account.
@@ -14,7 +18,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -32,6 +36,10 @@ const META_DIR: &str = ".vault";
 /// Bytes written between background writeback requests.
 const WRITEBACK_EVERY: u64 = 64 << 20;
 
+/// How old an unheld partial file must be before it is removed: no backup writes one
+/// object for a day, and a day leaves room for clocks and for a slow disk.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub struct LocalStore {
     root: PathBuf,
 }
@@ -47,6 +55,7 @@ impl LocalStore {
                     root.display()
                 )));
             }
+            clean_partials(&root.join(META_DIR).join("partial"), PARTIAL_MAX_AGE);
             return Ok(LocalStore {
                 root: root.to_path_buf(),
             });
@@ -59,21 +68,18 @@ impl LocalStore {
                 )
             })?;
         }
+        clean_partials(&root.join(META_DIR).join("partial"), PARTIAL_MAX_AGE);
         Ok(LocalStore {
             root: root.to_path_buf(),
         })
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, Error> {
-        let valid = !key.is_empty()
-            && !key.starts_with('/')
-            && !key.ends_with('/')
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..")
-            && !key.starts_with(META_DIR);
-        if !valid {
-            return Err(Error::config(format!("`{key}` is not a valid object key")));
+        if !valid_key(key) {
+            return Err(Error::config(format!(
+                "`{}` is not a valid object key",
+                crate::names::shown(key)
+            )));
         }
         Ok(self.root.join(key))
     }
@@ -137,6 +143,60 @@ fn write_once(path: &Path, bytes: &[u8]) -> io::Result<()> {
     linked
 }
 
+/// Removes the partial files in `dir` older than `max_age` that no live process holds
+/// (a run that is writing one holds an exclusive `flock` on it). Best effort: a reader
+/// that may not delete, or a file that vanishes meanwhile, is not an error.
+fn clean_partials(dir: &Path, max_age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let (mut removed, mut bytes) = (0u64, 0u64);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = md
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if !md.is_file() || !old {
+            continue;
+        }
+        let Ok(file) = fs::File::open(&path) else {
+            continue;
+        };
+        // Held: a live backup is still writing it, however long it has taken.
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if fs::remove_file(&path).is_ok() {
+            removed += 1;
+            bytes += md.len();
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} partial file(s) ({} MiB) left by interrupted backups in {}",
+            bytes >> 20,
+            dir.display()
+        );
+    }
+}
+
+/// A key vault may read or write: non-empty `/`-separated parts, none empty, `.` or
+/// `..`, not absolute, not under vault's own `.vault/`.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('/')
+        && !key.ends_with('/')
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !key.starts_with(META_DIR)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
@@ -179,13 +239,17 @@ impl Store for LocalStore {
             path: partial_path.clone(),
             done: false,
         };
-        let mut file = tokio::fs::OpenOptions::new()
+        let std_file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&partial_path)
-            .await
             .map_err(|e| io_err("cannot create partial file for", &e))?;
+        // Held until the file is closed, so that no other run takes it for a leftover.
+        std_file
+            .try_lock()
+            .map_err(|e| io_err("cannot lock the partial file of", &io::Error::other(e)))?;
+        let mut file = tokio::fs::File::from_std(std_file);
         let mut size = 0u64;
         let mut unsynced = 0u64;
         let mut writeback: Option<tokio::task::JoinHandle<io::Result<()>>> = None;
@@ -279,6 +343,16 @@ impl Store for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        // Defence in depth (commands check job names first): a prefix that could name
+        // anything outside the vault's keys (`..`, an absolute path, `.vault`) is
+        // refused before the walk starts.
+        let whole = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && !valid_key(whole) {
+            return Err(Error::config(format!(
+                "`{}` is not a valid key prefix",
+                crate::names::shown(prefix)
+            )));
+        }
         // Walk only the directory the prefix names (or its parent for a partial name).
         let start_dir = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
@@ -310,12 +384,15 @@ impl Store for LocalStore {
                 } else {
                     format!("{dir}/{name}")
                 };
-                if key == META_DIR {
-                    continue;
-                }
                 let ft = entry
                     .file_type()
                     .map_err(|e| Error::from_io(format!("cannot stat {key}"), &e))?;
+                // vault writes plain files and directories under valid keys only: a
+                // symbolic link (which could point anywhere) or an odd name is never
+                // one of its objects, and is neither followed nor listed.
+                if ft.is_symlink() || !valid_key(&key) {
+                    continue;
+                }
                 if ft.is_dir() {
                     if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) {
                         stack.push(key);
@@ -367,5 +444,86 @@ mod tests {
         assert!(store.path_of("../etc/passwd").is_err());
         assert!(store.path_of(".vault/locks/x").is_err());
         assert!(!store.warnings()[0].is_empty());
+    }
+
+    #[test]
+    fn old_partial_files_no_live_process_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join(".vault/partial");
+        fs::create_dir_all(&partial).unwrap();
+        let two_days_ago = std::time::SystemTime::now() - 2 * PARTIAL_MAX_AGE;
+        let make = |name: &str, old: bool| {
+            let path = partial.join(name);
+            fs::write(&path, vec![0u8; 4096]).unwrap();
+            let f = fs::File::options().write(true).open(&path).unwrap();
+            if old {
+                f.set_modified(two_days_ago).unwrap();
+            }
+            f
+        };
+        drop(make("left-by-a-killed-run", true));
+        let held = make("still-being-written", true);
+        held.try_lock().unwrap();
+        drop(make("fresh", false));
+        // Opening the vault (for a backup, or to read it) cleans up.
+        LocalStore::open(dir.path(), Role::Verifier).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&partial)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["fresh", "still-being-written"]);
+        drop(held);
+        LocalStore::open(dir.path(), Role::Writer).unwrap();
+        assert_eq!(
+            fs::read_dir(&partial).unwrap().count(),
+            1,
+            "only the fresh one"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_refuses_prefixes_outside_the_vault_and_never_follows_links() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("vault");
+        let store = LocalStore::open(&root, Role::Writer).unwrap();
+        // Something beside the vault that a job name like `../outside` would reach.
+        fs::create_dir_all(base.path().join("outside/manifests")).unwrap();
+        fs::write(base.path().join("outside/manifests/x.json"), b"{}").unwrap();
+        for bad in [
+            "../outside/",
+            "../outside/manifests/",
+            "/etc/",
+            ".vault/",
+            "a/../../",
+        ] {
+            let err = store.list(bad).await.unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("not a valid key prefix"), "{err}");
+        }
+        // A link planted in the vault is neither followed nor listed.
+        fs::create_dir_all(root.join("app/manifests")).unwrap();
+        std::os::unix::fs::symlink(
+            base.path().join("outside/manifests"),
+            root.join("app/linked"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("app/manifests/p.json")).unwrap();
+        store
+            .put(
+                "app/manifests/real.json",
+                PipeReader::from_bytes(&b"{}"[..]),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<String> = store
+            .list("app/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys, ["app/manifests/real.json"]);
     }
 }

@@ -120,7 +120,7 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let jobs = settings.job_names(args.job.as_deref());
+    let jobs = settings.job_names(args.job.as_deref())?;
     let role = if args.deep {
         Role::Restorer
     } else {
