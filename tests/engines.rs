@@ -937,3 +937,55 @@ fn a_command_job_restores_through_its_restore_command() {
     assert_eq!(code(&out), EXIT_USAGE);
     assert!(stderr(&out).contains("restore_command"), "{}", stderr(&out));
 }
+
+// ---------------------------------------------------------------------------------
+// Large rows
+
+/// Runs `vault backup JOB`, insisting on success; returns the job's newest manifest.
+fn backed_up(world: &World, job: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    ok(
+        run_vault(world, &["backup", job], env),
+        &format!("backup {job}"),
+    );
+    world.manifests(job).pop().expect("a manifest")
+}
+
+#[test]
+fn mariadb_row_larger_than_the_client_packet_limit_round_trips() {
+    let my = Mariadb::start();
+    // The clients' default max_allowed_packet is 16 MiB; the row is 40 MiB, loaded back
+    // as an 80 MiB hex INSERT, so the server must take packets that large.
+    my.sql(None, "SET GLOBAL max_allowed_packet = 256 * 1024 * 1024");
+    my.sql(
+        None,
+        "CREATE DATABASE big; USE big;
+         CREATE TABLE b (id INT PRIMARY KEY, data LONGBLOB NOT NULL) ENGINE=InnoDB;
+         INSERT INTO b VALUES (1, CONCAT(REPEAT(RANDOM_BYTES(1024), 40960), RANDOM_BYTES(999))),
+                              (2, 'small');",
+    );
+    let rows = |db: &str| {
+        my.sql(
+            Some(db),
+            "SELECT id, LENGTH(data), SHA2(data, 256) FROM b ORDER BY id",
+        )
+    };
+    let original = rows("big");
+    assert!(
+        original.starts_with(&format!("1\t{}\t", 40 * 1024 * 1024 + 999)),
+        "{original}"
+    );
+
+    let world = World::new();
+    world.config(&mariadb_job(&my, "database = \"big\""));
+    backed_up(&world, "shop", &[("SHOP_DB_PASSWORD", MARIADB_PASSWORD)]);
+    let to = format!("mysql://root@127.0.0.1:{}/big_copy", my.port);
+    ok(
+        run_vault(
+            &world,
+            &["restore", "shop", "--to", &to, "--create"],
+            &[("MYSQL_PWD", MARIADB_PASSWORD)],
+        ),
+        "restore of a 40 MiB row",
+    );
+    assert_eq!(rows("big_copy"), original);
+}

@@ -7,6 +7,8 @@
 //!   removed when the tool exits) passed with `--defaults-extra-file`: never on the
 //!   command line.
 //! - A dump is complete only if it ends with the tool's `-- Dump completed` comment.
+//! - Both tools get `--max-allowed-packet=1G` (the protocol's maximum) unless the user
+//!   gives one: the clients' default (16 MiB) fails on any larger row.
 
 use std::path::PathBuf;
 
@@ -21,6 +23,19 @@ const SQL_DUMP: Shape = Shape {
     head: b"",
     tail: Tail::Contains(b"-- Dump completed"),
 };
+
+/// The clients' packet limit unless the user sets one: the protocol's maximum, so a
+/// row of any size the server holds can be dumped and loaded.
+const MAX_ALLOWED_PACKET: &str = "--max-allowed-packet=1G";
+
+/// Whether `args` set the packet limit (`--max-allowed-packet`, `--max_allowed_packet`).
+fn sets_max_allowed_packet(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        a.to_ascii_lowercase()
+            .replace('_', "-")
+            .starts_with("--max-allowed-packet")
+    })
+}
 
 /// The first of `names` found on PATH, else the first name.
 fn on_path(names: &[&str]) -> PathBuf {
@@ -115,6 +130,9 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         "--hex-blob",
         "--default-character-set=utf8mb4",
     ]);
+    if !sets_max_allowed_packet(&m.extra_args) {
+        s = s.arg(MAX_ALLOWED_PACKET);
+    }
     s = s.args(m.extra_args.iter().cloned());
     if m.all_databases {
         s = s.arg("--all-databases");
@@ -256,11 +274,11 @@ pub mod restore {
 
     /// The client reading the SQL dump on stdin, stopping at the first error.
     pub fn spawn(t: &Target, extra: &[String]) -> anyhow::Result<ChildSink> {
-        let mut s = t
-            .conn
-            .spawn("mariadb", client())?
-            .arg("--batch")
-            .args(extra.iter().cloned());
+        let mut s = t.conn.spawn("mariadb", client())?.arg("--batch");
+        if !sets_max_allowed_packet(extra) {
+            s = s.arg(MAX_ALLOWED_PACKET);
+        }
+        s = s.args(extra.iter().cloned());
         if let Some(db) = &t.database {
             s = s.arg(format!("--database={db}"));
         }
@@ -275,6 +293,19 @@ mod tests {
     #[test]
     fn option_values_are_quoted() {
         assert_eq!(option_value(r#"a"b\c#d"#), r#""a\"b\\c#d""#);
+    }
+
+    #[test]
+    fn the_users_packet_limit_wins() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!sets_max_allowed_packet(&args(&["--no-tablespaces"])));
+        for given in [
+            "--max-allowed-packet=64M",
+            "--max_allowed_packet=2G",
+            "--MAX-ALLOWED-PACKET",
+        ] {
+            assert!(sets_max_allowed_packet(&args(&[given])), "{given}");
+        }
     }
 
     #[test]
