@@ -7,16 +7,19 @@
 //!   removed when the tool exits) passed with `--defaults-extra-file`: never on the
 //!   command line.
 //! - A dump is complete only if it ends with the tool's `-- Dump completed` comment.
+//! - A single-database dump has no `CREATE DATABASE`, so the database's default
+//!   character set and collation are read before the dump and recorded in the
+//!   manifest: `restore --create` makes the new database with them.
 //! - Both tools get `--max-allowed-packet=1G` (the protocol's maximum) unless the user
 //!   gives one: the clients' default (16 MiB) fails on any larger row.
 
 use std::path::PathBuf;
 
-use super::DumpStream;
 use super::child::{self, Spawn};
 use super::engines::MysqlSource;
 use super::scratch::Scratch;
 use super::shape::{Shape, Tail};
+use super::{DatabaseProperties, Described, DumpStream, MysqlProperties};
 
 const SQL_DUMP: Shape = Shape {
     what: "mysqldump SQL script",
@@ -104,6 +107,45 @@ impl Conn {
         }
         Ok(s)
     }
+
+    /// Runs SQL with the client; returns its tab-separated output.
+    fn sql(&self, text: &str) -> anyhow::Result<String> {
+        let s = self
+            .spawn("mariadb", client())?
+            .args(["--batch", "--skip-column-names"]);
+        child::run(&s, text)
+    }
+}
+
+/// The command-line client.
+fn client() -> PathBuf {
+    on_path(&["mariadb", "mysql"])
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The default character set and collation of database `db`; None when the server
+/// does not list it (the dump then fails on its own) or when the answer does not look
+/// like names (see [`DatabaseProperties::vetted`]).
+fn read_properties(conn: &Conn, db: &str) -> anyhow::Result<Option<DatabaseProperties>> {
+    let out = conn
+        .sql(&format!(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+             FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {};",
+            literal(db)
+        ))
+        .map_err(|e| e.context(format!("cannot read the character set of database {db}")))?;
+    let Some((character_set, collation)) = out.split_once('\t') else {
+        return Ok(None);
+    };
+    let properties = MysqlProperties {
+        character_set: character_set.to_string(),
+        collation: collation.to_string(),
+    };
+    Ok(DatabaseProperties::Mysql(properties).vetted(db))
 }
 
 pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
@@ -121,6 +163,11 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         socket: m.socket.clone(),
         user: m.user.clone(),
         password: m.password.read()?,
+    };
+    let properties = match &m.database {
+        Some(db) => read_properties(&conn, db)?,
+        // The dump's own CREATE DATABASE statements carry the character sets.
+        None => None,
     };
     let mut s = conn.spawn(&name, program)?.args([
         "--single-transaction",
@@ -147,7 +194,10 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         let a = a.to_ascii_lowercase().replace('_', "-");
         a.contains("comments") || a.contains("compact")
     });
-    child::dump(s, (!no_comments).then_some(SQL_DUMP))
+    Ok(Box::new(Described {
+        dump: child::dump(s, (!no_comments).then_some(SQL_DUMP))?,
+        properties,
+    }))
 }
 
 pub mod restore {
@@ -216,24 +266,6 @@ pub mod restore {
         })
     }
 
-    fn client() -> PathBuf {
-        on_path(&["mariadb", "mysql"])
-    }
-
-    /// Runs SQL with the client; returns its tab-separated output.
-    fn sql(t: &Target, text: &str) -> anyhow::Result<String> {
-        let s = t
-            .conn
-            .spawn("mariadb", client())?
-            .args(["--batch", "--skip-column-names"]);
-        child::run(&s, text)
-    }
-
-    /// A SQL string literal.
-    fn literal(s: &str) -> String {
-        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
-
     pub fn identifier(s: &str) -> String {
         format!("`{}`", s.replace('`', "``"))
     }
@@ -246,9 +278,9 @@ pub mod restore {
             .map(|d| literal(d))
             .collect::<Vec<_>>()
             .join(", ");
-        let out = sql(
-            t,
-            &format!(
+        let out = t
+            .conn
+            .sql(&format!(
                 "SELECT (SELECT COUNT(*) FROM information_schema.schemata \
                  WHERE schema_name IN ({list})), \
                  (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema IN ({list})) \
@@ -263,12 +295,20 @@ pub mod restore {
         Ok((schemas > 0).then_some(objects))
     }
 
-    pub fn create(t: &Target, db: &str) -> anyhow::Result<()> {
-        sql(
-            t,
-            &format!("CREATE DATABASE IF NOT EXISTS {};", identifier(db)),
-        )
-        .map_err(|e| e.context(format!("cannot create database {db}")))?;
+    /// Creates database `db` with the dumped database's character set and collation
+    /// when they were recorded, else with the server's defaults.
+    pub fn create(
+        t: &Target,
+        db: &str,
+        properties: Option<&MysqlProperties>,
+    ) -> anyhow::Result<()> {
+        let mut sql = format!("CREATE DATABASE IF NOT EXISTS {}", identifier(db));
+        if let Some(p) = properties {
+            sql = format!("{sql} {}", p.create_clauses()?);
+        }
+        t.conn
+            .sql(&format!("{sql};"))
+            .map_err(|e| e.context(format!("cannot create database {db}")))?;
         Ok(())
     }
 
