@@ -6,8 +6,9 @@
 //! which only a completed stream produces, and no other code can make a manifest
 //! (reading one back is [`Manifest::from_bytes`]).
 //!
-//! Imports the leaves it describes (`digest`, `retention`, `signing`) and `pipeline`
-//! for `Written` and `Expected`; never `config`, `store` or `commands`.
+//! Imports the leaves it describes (`digest`, `retention`, `signing`), `pipeline`
+//! for `Written` and `Expected`, and `source` for the database properties it records;
+//! never `config`, `store` or `commands`.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::Rng;
@@ -18,6 +19,7 @@ use crate::error::Error;
 use crate::pipeline::{Expected, Written};
 use crate::retention::{Lock, LockSource, Tier};
 use crate::signing::{Chain, Signature};
+use crate::source::DatabaseProperties;
 
 /// The value of the `format` field of every manifest.
 pub const FORMAT: &str = "vault-manifest";
@@ -68,6 +70,11 @@ pub struct SourceInfo {
     /// a MySQL `all_databases` dump.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<String>,
+    /// What `restore --create` makes the database like (postgres: encoding and
+    /// locale; mysql, one database: character set and collation). Absent in manifests
+    /// written before vault recorded it, which keeps their signed bytes unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_properties: Option<DatabaseProperties>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +208,7 @@ impl Manifest {
                 kind: "command".into(),
                 extension: "bin".into(),
                 databases: Vec::new(),
+                database_properties: None,
             },
             started_at: at,
             finished_at: at + chrono::TimeDelta::minutes(1),
@@ -407,5 +415,39 @@ mod tests {
             Manifest::from_bytes("k", b"{}").unwrap_err(),
             Error::Integrity(_)
         ));
+    }
+
+    #[test]
+    fn database_properties_are_optional_and_leave_older_bytes_alone() {
+        use crate::source::{MysqlProperties, PgProperties};
+        let at = Utc.with_ymd_and_hms(2026, 3, 7, 1, 2, 3).unwrap();
+        // A manifest written before the field existed reads, and serialises to the
+        // same bytes: its signature still verifies.
+        let old = Manifest::sample(at, 1).to_bytes();
+        assert!(!String::from_utf8_lossy(&old).contains("database_properties"));
+        let read = Manifest::from_bytes("k", &old).unwrap();
+        assert_eq!(read.source.database_properties, None);
+        assert_eq!(read.to_bytes(), old);
+
+        for props in [
+            DatabaseProperties::Postgres(PgProperties {
+                encoding: "LATIN1".into(),
+                lc_collate: "C".into(),
+                lc_ctype: "C".into(),
+                locale_provider: Some(crate::source::LocaleProvider::Libc),
+                locale: None,
+            }),
+            DatabaseProperties::Mysql(MysqlProperties {
+                character_set: "utf8mb4".into(),
+                collation: "utf8mb4_unicode_ci".into(),
+            }),
+        ] {
+            let mut m = Manifest::sample(at, 1);
+            m.source.database_properties = Some(props);
+            let bytes = m.to_bytes();
+            let read = Manifest::from_bytes("k", &bytes).unwrap();
+            assert_eq!(read, m);
+            assert_eq!(read.to_bytes(), bytes);
+        }
     }
 }

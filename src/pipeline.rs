@@ -35,7 +35,7 @@ use crate::digest::{CopyError, CountingWriter, Digest, HashingReader, HashingWri
 use crate::error::Error;
 use crate::pipe::{self, PipeReader, PipeWriter};
 use crate::progress::Tracked;
-use crate::source::{self, Spec};
+use crate::source::{self, DatabaseProperties, Spec};
 use crate::store::{PutOptions, Store};
 
 /// zstd settings.
@@ -57,6 +57,7 @@ pub struct Written {
     ciphertext: Digest,
     version_id: Option<String>,
     recipients: Vec<String>,
+    database_properties: Option<DatabaseProperties>,
 }
 
 impl Written {
@@ -92,6 +93,11 @@ impl Written {
     /// The age recipients the object is encrypted to, as written in the config.
     pub fn recipients(&self) -> &[String] {
         &self.recipients
+    }
+
+    /// What the source read about the dumped database, for `restore --create`.
+    pub fn database_properties(&self) -> Option<&DatabaseProperties> {
+        self.database_properties.as_ref()
     }
 }
 
@@ -142,7 +148,7 @@ pub async fn backup(
     let uploaded = uploaded.map_err(anyhow::Error::from);
 
     match (compressed, encrypted, uploaded) {
-        (Ok((plaintext, compressed_size)), Ok(ciphertext), Ok(receipt)) => {
+        (Ok((plaintext, compressed_size, database_properties)), Ok(ciphertext), Ok(receipt)) => {
             if receipt.size != ciphertext.size {
                 return Err(Error::integrity(format!(
                     "{key}: the store took {} bytes of {}",
@@ -158,6 +164,7 @@ pub async fn backup(
                 ciphertext,
                 version_id: receipt.version_id,
                 recipients: recipient_texts,
+                database_properties,
             })
         }
         (c, e, u) => Err(root_cause(vec![c.err(), e.err(), u.err()])),
@@ -179,7 +186,7 @@ fn compress_stage(
     out: PipeWriter,
     compression: Compression,
     progress: Arc<AtomicU64>,
-) -> anyhow::Result<(Digest, u64)> {
+) -> anyhow::Result<(Digest, u64, Option<DatabaseProperties>)> {
     let dump = source::open(source).context("the source failed to start")?;
     let mut input = HashingReader::new(Tracked {
         inner: dump,
@@ -209,15 +216,13 @@ fn compress_stage(
     })?;
     // End of file is not success: the source must say it completed before the stream
     // to the store may end.
-    input
-        .into_inner()
-        .inner
-        .finish()
-        .context("the source failed")?;
+    let dump = input.into_inner().inner;
+    let properties = dump.properties();
+    dump.finish().context("the source failed")?;
     let counted = encoder.finish().context("zstd could not finish")?;
     let compressed = counted.count;
     counted.inner.finish()?;
-    Ok((plaintext.finish(), compressed))
+    Ok((plaintext.finish(), compressed, properties))
 }
 
 fn encrypt_stage(

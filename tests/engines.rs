@@ -937,3 +937,258 @@ fn a_command_job_restores_through_its_restore_command() {
     assert_eq!(code(&out), EXIT_USAGE);
     assert!(stderr(&out).contains("restore_command"), "{}", stderr(&out));
 }
+
+// ---------------------------------------------------------------------------------
+// restore --create: the database's own properties
+
+/// Removes `source.database_properties` from the job's only manifest, as a vault
+/// from before that field would have written it (the vault is unsigned).
+fn forget_database_properties(world: &World, job: &str) {
+    let dir = world.vault_dir().join(job).join("manifests");
+    let path = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert!(
+        m["source"]
+            .as_object_mut()
+            .unwrap()
+            .remove("database_properties")
+            .is_some(),
+        "the manifest records no database properties: {m}"
+    );
+    let mut bytes = serde_json::to_vec_pretty(&m).unwrap();
+    bytes.push(b'\n');
+    let set_mode = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(0o644);
+    fs::write(&path, bytes).unwrap();
+    set_mode(0o444);
+}
+
+#[test]
+fn postgres_create_keeps_the_source_encoding_and_locale() {
+    let pg = Postgres::start();
+    // The harness's server is UTF8: a LATIN1 database differs from its defaults.
+    pg.psql(
+        "postgres",
+        "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    pg.psql(
+        "latin",
+        "SET client_encoding = 'UTF8';
+         CREATE TABLE t (id int PRIMARY KEY, s text NOT NULL);
+         INSERT INTO t VALUES (1, 'café crème'), (2, 'Ærø ½ © ÿ ß'), (3, 'plain');",
+    );
+    let world = World::new();
+    world.config(&pg_job(&pg, "latin", "latin"));
+    let m = backed_up(&world, "latin", &[("APP_PG_PASSWORD", PG_PASSWORD)]);
+    let props = &m["source"]["database_properties"];
+    assert_eq!(props["encoding"], "LATIN1", "{props}");
+    assert_eq!(props["lc_collate"], "C", "{props}");
+    assert_eq!(props["lc_ctype"], "C", "{props}");
+    assert_eq!(props["locale_provider"], "libc", "{props}");
+
+    let database = |db: &str| {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype \
+                 FROM pg_database WHERE datname = '{db}'"
+            ),
+        )
+    };
+    // The text as stored: characters, and bytes in the database's encoding.
+    let text = |db: &str| {
+        pg.psql(
+            db,
+            "SET client_encoding = 'UTF8';
+             SELECT id, s, length(s), octet_length(s) FROM t ORDER BY id",
+        )
+    };
+    let pw = [("PGPASSWORD", PG_PASSWORD)];
+    ok(
+        run_vault(
+            &world,
+            &[
+                "restore",
+                "latin",
+                "--to",
+                &pg.url("latin_copy"),
+                "--create",
+            ],
+            &pw,
+        ),
+        "restore --create",
+    );
+    assert_eq!(database("latin_copy"), "LATIN1|C|C");
+    assert_eq!(text("latin_copy"), text("latin"));
+    assert!(text("latin").contains("|café crème|10|10"));
+
+    // A backup from before vault recorded the properties still restores, into the
+    // server's defaults, with a warning saying so.
+    forget_database_properties(&world, "latin");
+    let out = run_vault(
+        &world,
+        &["restore", "latin", "--to", &pg.url("latin_old"), "--create"],
+        &pw,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: this backup records no encoding and locale")
+            && err.contains("database latin_old")
+            && err.contains("server's defaults"),
+        "{err}"
+    );
+    assert_eq!(database("latin_old"), "UTF8|C|C");
+
+    // An ICU database keeps its provider and ICU locale.
+    pg.psql(
+        "postgres",
+        "CREATE DATABASE icu TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C' \
+         LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'",
+    );
+    world.config(&pg_job(&pg, "icu", "icu"));
+    backed_up(&world, "icu", &[("APP_PG_PASSWORD", PG_PASSWORD)]);
+    ok(
+        run_vault(
+            &world,
+            &["restore", "icu", "--to", &pg.url("icu_copy"), "--create"],
+            &pw,
+        ),
+        "restore --create",
+    );
+    let provider = |db: &str| {
+        pg.psql(
+            "postgres",
+            &format!("SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = '{db}'"),
+        )
+    };
+    assert_eq!(provider("icu_copy"), "i|de-DE");
+}
+
+#[test]
+fn mariadb_create_keeps_the_database_character_set_and_collation() {
+    let my = Mariadb::start();
+    // The test means something only if the server's default differs.
+    assert_eq!(
+        my.sql(None, "SELECT @@character_set_server, @@collation_server"),
+        "latin1\tlatin1_swedish_ci"
+    );
+    my.sql(
+        None,
+        "SET NAMES utf8mb4;
+         CREATE DATABASE emoji CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+         USE emoji;
+         CREATE TABLE t (s VARCHAR(20)) ENGINE=InnoDB;
+         INSERT INTO t VALUES ('😀 smile');
+         CREATE FUNCTION f(s VARCHAR(20)) RETURNS VARCHAR(40) DETERMINISTIC RETURN CONCAT(s, s);",
+    );
+    let world = World::new();
+    world.config(&mariadb_job(&my, "database = \"emoji\""));
+    let m = backed_up(&world, "shop", &[("SHOP_DB_PASSWORD", MARIADB_PASSWORD)]);
+    let props = &m["source"]["database_properties"];
+    assert_eq!(
+        props,
+        &serde_json::json!({"character_set": "utf8mb4", "collation": "utf8mb4_unicode_ci"})
+    );
+
+    let defaults = |db: &str| {
+        my.sql(
+            None,
+            &format!(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+                 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"
+            ),
+        )
+    };
+    let pw = [("MYSQL_PWD", MARIADB_PASSWORD)];
+    let to = |db: &str| format!("mysql://root@127.0.0.1:{}/{db}", my.port);
+    ok(
+        run_vault(
+            &world,
+            &["restore", "shop", "--to", &to("emoji_copy"), "--create"],
+            &pw,
+        ),
+        "restore --create",
+    );
+    assert_eq!(defaults("emoji_copy"), "utf8mb4\tutf8mb4_unicode_ci");
+    // The function's parameter took the database's character set when it was created.
+    assert_eq!(
+        my.try_sql(Some("emoji_copy"), "SET NAMES utf8mb4; SELECT f('😀')"),
+        Ok("😀😀".to_string())
+    );
+    assert_eq!(
+        my.sql(Some("emoji_copy"), "SET NAMES utf8mb4; SELECT s FROM t"),
+        "😀 smile"
+    );
+
+    // A backup from before vault recorded them: the server's defaults, with a warning.
+    forget_database_properties(&world, "shop");
+    let out = run_vault(
+        &world,
+        &["restore", "shop", "--to", &to("emoji_old"), "--create"],
+        &pw,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: this backup records no character set and collation")
+            && err.contains("database emoji_old"),
+        "{err}"
+    );
+    assert_eq!(defaults("emoji_old"), "latin1\tlatin1_swedish_ci");
+}
+
+// ---------------------------------------------------------------------------------
+// Large rows
+
+/// Runs `vault backup JOB`, insisting on success; returns the job's newest manifest.
+fn backed_up(world: &World, job: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    ok(
+        run_vault(world, &["backup", job], env),
+        &format!("backup {job}"),
+    );
+    world.manifests(job).pop().expect("a manifest")
+}
+
+#[test]
+fn mariadb_row_larger_than_the_client_packet_limit_round_trips() {
+    let my = Mariadb::start();
+    // The clients' default max_allowed_packet is 16 MiB; the row is 40 MiB, loaded back
+    // as an 80 MiB hex INSERT, so the server must take packets that large.
+    my.sql(None, "SET GLOBAL max_allowed_packet = 256 * 1024 * 1024");
+    my.sql(
+        None,
+        "CREATE DATABASE big; USE big;
+         CREATE TABLE b (id INT PRIMARY KEY, data LONGBLOB NOT NULL) ENGINE=InnoDB;
+         INSERT INTO b VALUES (1, CONCAT(REPEAT(RANDOM_BYTES(1024), 40960), RANDOM_BYTES(999))),
+                              (2, 'small');",
+    );
+    let rows = |db: &str| {
+        my.sql(
+            Some(db),
+            "SELECT id, LENGTH(data), SHA2(data, 256) FROM b ORDER BY id",
+        )
+    };
+    let original = rows("big");
+    assert!(
+        original.starts_with(&format!("1\t{}\t", 40 * 1024 * 1024 + 999)),
+        "{original}"
+    );
+
+    let world = World::new();
+    world.config(&mariadb_job(&my, "database = \"big\""));
+    backed_up(&world, "shop", &[("SHOP_DB_PASSWORD", MARIADB_PASSWORD)]);
+    let to = format!("mysql://root@127.0.0.1:{}/big_copy", my.port);
+    ok(
+        run_vault(
+            &world,
+            &["restore", "shop", "--to", &to, "--create"],
+            &[("MYSQL_PWD", MARIADB_PASSWORD)],
+        ),
+        "restore of a 40 MiB row",
+    );
+    assert_eq!(rows("big_copy"), original);
+}

@@ -260,6 +260,7 @@ pub async fn backup_job(
             kind: job.source.kind().into(),
             extension,
             databases: job.source.databases(),
+            database_properties: written.database_properties().cloned(),
         },
         started_at,
         written,

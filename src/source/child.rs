@@ -19,6 +19,10 @@ use super::DumpStream;
 
 /// The last bytes of stderr kept for messages.
 const STDERR_TAIL: usize = 16 * 1024;
+/// The bytes of one stderr line kept for messages. A client that echoes a failing
+/// statement (an 80 MiB hex INSERT) would otherwise fill the tail with it and push out
+/// the line that says what went wrong.
+const LINE_KEPT: usize = 300;
 
 /// A program to run.
 pub struct Spawn {
@@ -100,7 +104,7 @@ impl StderrTail {
         let handle = std::thread::Builder::new()
             .name("child-stderr".into())
             .spawn(move || {
-                let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+                let mut tail = Lines::default();
                 let mut total = 0u64;
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = stderr.read(&mut buf) {
@@ -108,14 +112,9 @@ impl StderrTail {
                         break;
                     }
                     total += n as u64;
-                    tail.extend(&buf[..n]);
-                    let excess = tail.len().saturating_sub(STDERR_TAIL);
-                    tail.drain(..excess);
+                    tail.push(&buf[..n]);
                 }
-                (
-                    total,
-                    String::from_utf8_lossy(tail.make_contiguous()).into_owned(),
-                )
+                (total, tail.finish())
             })?;
         Ok(StderrTail(Some(handle)))
     }
@@ -126,6 +125,62 @@ impl StderrTail {
             .take()
             .map(|t| t.join().unwrap_or_default())
             .unwrap_or_default()
+    }
+}
+
+/// The last [`STDERR_TAIL`] bytes of a stream of lines, each line cut after
+/// [`LINE_KEPT`] bytes with a note saying how much was cut.
+#[derive(Default)]
+struct Lines {
+    kept: VecDeque<u8>,
+    /// The first bytes of the line being read.
+    line: Vec<u8>,
+    /// Bytes of that line dropped so far.
+    cut: u64,
+}
+
+impl Lines {
+    fn push(&mut self, mut data: &[u8]) {
+        while let Some(at) = data.iter().position(|&b| b == b'\n') {
+            self.extend_line(&data[..at]);
+            self.end_line(true);
+            data = &data[at + 1..];
+        }
+        self.extend_line(data);
+    }
+
+    fn extend_line(&mut self, part: &[u8]) {
+        let take = LINE_KEPT.saturating_sub(self.line.len()).min(part.len());
+        self.line.extend_from_slice(&part[..take]);
+        self.cut += (part.len() - take) as u64;
+    }
+
+    fn end_line(&mut self, newline: bool) {
+        let mut line = std::mem::take(&mut self.line);
+        let mut cut = std::mem::take(&mut self.cut);
+        if cut > 0 {
+            // Cut between characters, not inside one.
+            if let Err(e) = std::str::from_utf8(&line)
+                && e.error_len().is_none()
+            {
+                cut += (line.len() - e.valid_up_to()) as u64;
+                line.truncate(e.valid_up_to());
+            }
+            line.extend_from_slice(format!("… [{cut} more bytes of this line cut]").as_bytes());
+        }
+        self.kept.extend(line);
+        if newline {
+            self.kept.push_back(b'\n');
+        }
+        let excess = self.kept.len().saturating_sub(STDERR_TAIL);
+        self.kept.drain(..excess);
+    }
+
+    fn finish(mut self) -> String {
+        if !self.line.is_empty() || self.cut > 0 {
+            self.end_line(false);
+        }
+        String::from_utf8_lossy(self.kept.make_contiguous()).into_owned()
     }
 }
 
@@ -314,4 +369,52 @@ pub fn run(spawn: &Spawn, input: &str) -> anyhow::Result<String> {
     let _ = writer.join();
     judge(&spawn.name, status, &mut stderr, false)?;
     Ok(out.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stderr_line_is_cut_in_the_error() {
+        // The useful line first, then a client echoing a huge statement: uncut, the
+        // statement alone would fill the tail and the useful line would be lost.
+        let script = "echo 'ERROR 2006 (HY000) at line 42: Server has gone away' >&2; \
+                      printf 'INSERT INTO t VALUES (0x' >&2; \
+                      head -c 100000 /dev/zero | tr '\\0' 'A' >&2; echo ')' >&2; \
+                      echo 'last words' >&2; exit 3";
+        let err = run(&Spawn::new("client", "sh").args(["-c", script]), "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`client` failed"), "{err}");
+        assert!(
+            err.contains("ERROR 2006 (HY000) at line 42: Server has gone away\n"),
+            "{err}"
+        );
+        assert!(
+            err.contains("INSERT INTO t VALUES (0xAAAA")
+                && err.contains("… [99725 more bytes of this line cut]\nlast words"),
+            "{err}"
+        );
+        assert!(err.len() < 600, "{} bytes: {err}", err.len());
+    }
+
+    #[test]
+    fn lines_are_cut_between_characters() {
+        let mut lines = Lines::default();
+        let long = "é".repeat(400); // 800 bytes; byte 300 starts a character
+        lines.push(format!("x{long}\nshort\n").as_bytes());
+        lines.push(b"no newline at the end");
+        let text = lines.finish();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(&format!("x{}", "é".repeat(149))),
+            "{first}"
+        );
+        assert!(
+            first.ends_with("é… [502 more bytes of this line cut]"),
+            "{first}"
+        );
+        assert!(text.ends_with("\nshort\nno newline at the end"), "{text}");
+    }
 }

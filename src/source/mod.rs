@@ -14,6 +14,7 @@ mod engines;
 mod files;
 pub mod mysql;
 pub mod postgres;
+mod properties;
 mod redis;
 mod scratch;
 mod shape;
@@ -25,6 +26,7 @@ pub use engines::{
     redact_url, url_without_database,
 };
 pub use files::unpack as unpack_tar;
+pub use properties::{DatabaseProperties, LocaleProvider, MysqlProperties, PgProperties};
 pub use scratch::Scratch;
 pub use spec::Spec;
 
@@ -39,6 +41,34 @@ use crate::pipe::PipeReader;
 pub trait DumpStream: Read + Send {
     /// Called after end of file: fails if the dump did not complete.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// What the source read from its server about the dumped database, for the
+    /// manifest (`restore --create` makes the database alike).
+    fn properties(&self) -> Option<DatabaseProperties> {
+        None
+    }
+}
+
+/// A dump with the properties of its database, read before the dump started.
+struct Described {
+    dump: Box<dyn DumpStream>,
+    properties: Option<DatabaseProperties>,
+}
+
+impl Read for Described {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.dump.read(buf)
+    }
+}
+
+impl DumpStream for Described {
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        self.dump.finish()
+    }
+
+    fn properties(&self) -> Option<DatabaseProperties> {
+        self.properties.clone()
+    }
 }
 
 /// Starts a dump for `config`.

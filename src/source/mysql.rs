@@ -7,20 +7,38 @@
 //!   removed when the tool exits) passed with `--defaults-extra-file`: never on the
 //!   command line.
 //! - A dump is complete only if it ends with the tool's `-- Dump completed` comment.
+//! - A single-database dump has no `CREATE DATABASE`, so the database's default
+//!   character set and collation are read before the dump and recorded in the
+//!   manifest: `restore --create` makes the new database with them.
+//! - Both tools get `--max-allowed-packet=1G` (the protocol's maximum) unless the user
+//!   gives one: the clients' default (16 MiB) fails on any larger row.
 
 use std::path::PathBuf;
 
-use super::DumpStream;
 use super::child::{self, Spawn};
 use super::engines::MysqlSource;
 use super::scratch::Scratch;
 use super::shape::{Shape, Tail};
+use super::{DatabaseProperties, Described, DumpStream, MysqlProperties};
 
 const SQL_DUMP: Shape = Shape {
     what: "mysqldump SQL script",
     head: b"",
     tail: Tail::Contains(b"-- Dump completed"),
 };
+
+/// The clients' packet limit unless the user sets one: the protocol's maximum, so a
+/// row of any size the server holds can be dumped and loaded.
+const MAX_ALLOWED_PACKET: &str = "--max-allowed-packet=1G";
+
+/// Whether `args` set the packet limit (`--max-allowed-packet`, `--max_allowed_packet`).
+fn sets_max_allowed_packet(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        a.to_ascii_lowercase()
+            .replace('_', "-")
+            .starts_with("--max-allowed-packet")
+    })
+}
 
 /// The first of `names` found on PATH, else the first name.
 fn on_path(names: &[&str]) -> PathBuf {
@@ -89,6 +107,45 @@ impl Conn {
         }
         Ok(s)
     }
+
+    /// Runs SQL with the client; returns its tab-separated output.
+    fn sql(&self, text: &str) -> anyhow::Result<String> {
+        let s = self
+            .spawn("mariadb", client())?
+            .args(["--batch", "--skip-column-names"]);
+        child::run(&s, text)
+    }
+}
+
+/// The command-line client.
+fn client() -> PathBuf {
+    on_path(&["mariadb", "mysql"])
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The default character set and collation of database `db`; None when the server
+/// does not list it (the dump then fails on its own) or when the answer does not look
+/// like names (see [`DatabaseProperties::vetted`]).
+fn read_properties(conn: &Conn, db: &str) -> anyhow::Result<Option<DatabaseProperties>> {
+    let out = conn
+        .sql(&format!(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+             FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {};",
+            literal(db)
+        ))
+        .map_err(|e| e.context(format!("cannot read the character set of database {db}")))?;
+    let Some((character_set, collation)) = out.split_once('\t') else {
+        return Ok(None);
+    };
+    let properties = MysqlProperties {
+        character_set: character_set.to_string(),
+        collation: collation.to_string(),
+    };
+    Ok(DatabaseProperties::Mysql(properties).vetted(db))
 }
 
 pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
@@ -107,6 +164,11 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         user: m.user.clone(),
         password: m.password.read()?,
     };
+    let properties = match &m.database {
+        Some(db) => read_properties(&conn, db)?,
+        // The dump's own CREATE DATABASE statements carry the character sets.
+        None => None,
+    };
     let mut s = conn.spawn(&name, program)?.args([
         "--single-transaction",
         "--routines",
@@ -115,6 +177,9 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         "--hex-blob",
         "--default-character-set=utf8mb4",
     ]);
+    if !sets_max_allowed_packet(&m.extra_args) {
+        s = s.arg(MAX_ALLOWED_PACKET);
+    }
     s = s.args(m.extra_args.iter().cloned());
     if m.all_databases {
         s = s.arg("--all-databases");
@@ -129,7 +194,10 @@ pub fn open(m: &MysqlSource) -> anyhow::Result<Box<dyn DumpStream>> {
         let a = a.to_ascii_lowercase().replace('_', "-");
         a.contains("comments") || a.contains("compact")
     });
-    child::dump(s, (!no_comments).then_some(SQL_DUMP))
+    Ok(Box::new(Described {
+        dump: child::dump(s, (!no_comments).then_some(SQL_DUMP))?,
+        properties,
+    }))
 }
 
 pub mod restore {
@@ -198,24 +266,6 @@ pub mod restore {
         })
     }
 
-    fn client() -> PathBuf {
-        on_path(&["mariadb", "mysql"])
-    }
-
-    /// Runs SQL with the client; returns its tab-separated output.
-    fn sql(t: &Target, text: &str) -> anyhow::Result<String> {
-        let s = t
-            .conn
-            .spawn("mariadb", client())?
-            .args(["--batch", "--skip-column-names"]);
-        child::run(&s, text)
-    }
-
-    /// A SQL string literal.
-    fn literal(s: &str) -> String {
-        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
-
     pub fn identifier(s: &str) -> String {
         format!("`{}`", s.replace('`', "``"))
     }
@@ -228,9 +278,9 @@ pub mod restore {
             .map(|d| literal(d))
             .collect::<Vec<_>>()
             .join(", ");
-        let out = sql(
-            t,
-            &format!(
+        let out = t
+            .conn
+            .sql(&format!(
                 "SELECT (SELECT COUNT(*) FROM information_schema.schemata \
                  WHERE schema_name IN ({list})), \
                  (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema IN ({list})) \
@@ -245,22 +295,30 @@ pub mod restore {
         Ok((schemas > 0).then_some(objects))
     }
 
-    pub fn create(t: &Target, db: &str) -> anyhow::Result<()> {
-        sql(
-            t,
-            &format!("CREATE DATABASE IF NOT EXISTS {};", identifier(db)),
-        )
-        .map_err(|e| e.context(format!("cannot create database {db}")))?;
+    /// Creates database `db` with the dumped database's character set and collation
+    /// when they were recorded, else with the server's defaults.
+    pub fn create(
+        t: &Target,
+        db: &str,
+        properties: Option<&MysqlProperties>,
+    ) -> anyhow::Result<()> {
+        let mut sql = format!("CREATE DATABASE IF NOT EXISTS {}", identifier(db));
+        if let Some(p) = properties {
+            sql = format!("{sql} {}", p.create_clauses()?);
+        }
+        t.conn
+            .sql(&format!("{sql};"))
+            .map_err(|e| e.context(format!("cannot create database {db}")))?;
         Ok(())
     }
 
     /// The client reading the SQL dump on stdin, stopping at the first error.
     pub fn spawn(t: &Target, extra: &[String]) -> anyhow::Result<ChildSink> {
-        let mut s = t
-            .conn
-            .spawn("mariadb", client())?
-            .arg("--batch")
-            .args(extra.iter().cloned());
+        let mut s = t.conn.spawn("mariadb", client())?.arg("--batch");
+        if !sets_max_allowed_packet(extra) {
+            s = s.arg(MAX_ALLOWED_PACKET);
+        }
+        s = s.args(extra.iter().cloned());
         if let Some(db) = &t.database {
             s = s.arg(format!("--database={db}"));
         }
@@ -275,6 +333,19 @@ mod tests {
     #[test]
     fn option_values_are_quoted() {
         assert_eq!(option_value(r#"a"b\c#d"#), r#""a\"b\\c#d""#);
+    }
+
+    #[test]
+    fn the_users_packet_limit_wins() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!sets_max_allowed_packet(&args(&["--no-tablespaces"])));
+        for given in [
+            "--max-allowed-packet=64M",
+            "--max_allowed_packet=2G",
+            "--MAX-ALLOWED-PACKET",
+        ] {
+            assert!(sets_max_allowed_packet(&args(&[given])), "{given}");
+        }
     }
 
     #[test]

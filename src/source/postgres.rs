@@ -17,10 +17,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 
-use super::DumpStream;
 use super::child::{self, Spawn};
 use super::engines::{PgPart, PostgresSource, url_without_database};
+use super::properties::not_recorded;
 use super::shape::{Shape, Tail};
+use super::{DatabaseProperties, Described, DumpStream, LocaleProvider, PgProperties};
 use crate::error::Error;
 
 const ARCHIVE: Shape = Shape {
@@ -82,10 +83,11 @@ fn dbname_arg(pg: &PostgresSource, db: &str) -> String {
 
 pub fn open(pg: &PostgresSource) -> anyhow::Result<Box<dyn DumpStream>> {
     let maintenance = pg.database.clone().unwrap_or_else(|| "postgres".into());
-    check_versions(pg, &maintenance)?;
+    let server = check_versions(pg, &maintenance)?;
     match pg.part {
         PgPart::Database => {
             let db = pg.dbname().context("no database to dump")?;
+            let properties = read_properties(pg, db, server)?;
             let mut s = client(pg, "pg_dump")?.args(["--format=custom", "--compress=0"]);
             s = s.args(pg.schemas.iter().map(|x| format!("--schema={x}")));
             s = s.args(
@@ -96,7 +98,10 @@ pub fn open(pg: &PostgresSource) -> anyhow::Result<Box<dyn DumpStream>> {
             s = s
                 .args(pg.extra_args.iter().cloned())
                 .arg(format!("--dbname={}", dbname_arg(pg, db)));
-            child::dump(s, Some(ARCHIVE))
+            Ok(Box::new(Described {
+                dump: child::dump(s, Some(ARCHIVE))?,
+                properties,
+            }))
         }
         PgPart::Globals => {
             let mut s = client(pg, "pg_dumpall")?.arg("--globals-only");
@@ -117,7 +122,8 @@ fn client_major(version_line: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn check_versions(pg: &PostgresSource, db: &str) -> anyhow::Result<()> {
+/// Checks that the dump tool can dump the server; returns `server_version_num`.
+fn check_versions(pg: &PostgresSource, db: &str) -> anyhow::Result<u32> {
     let dump_tool = match pg.part {
         PgPart::Database => "pg_dump",
         PgPart::Globals => "pg_dumpall",
@@ -140,15 +146,79 @@ fn check_versions(pg: &PostgresSource, db: &str) -> anyhow::Result<()> {
         ))
         .into());
     }
-    Ok(())
+    Ok(server)
+}
+
+/// The encoding and locale of database `db` on a server of version `server`
+/// (`server_version_num`); None when they do not look like names (see
+/// [`DatabaseProperties::vetted`]).
+fn read_properties(
+    pg: &PostgresSource,
+    db: &str,
+    server: u32,
+) -> anyhow::Result<Option<DatabaseProperties>> {
+    // The provider and its locale came with PostgreSQL 15; 17 renamed the locale.
+    let provider = match server {
+        ..150_000 => "NULL, NULL",
+        150_000..170_000 => "datlocprovider, daticulocale",
+        _ => "datlocprovider, datlocale",
+    };
+    let row = query_fields(
+        pg,
+        db,
+        &format!(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype, {provider} \
+             FROM pg_database WHERE datname = current_database()"
+        ),
+    )
+    .with_context(|| format!("cannot read the encoding and locale of database {db}"))?;
+    let [encoding, lc_collate, lc_ctype, provider, locale] = row.as_slice() else {
+        return Err(anyhow!(
+            "unexpected answer to the encoding and locale of database {db}: {row:?}"
+        ));
+    };
+    let locale_provider = match provider.as_str() {
+        "" => None,
+        code => match LocaleProvider::from_catalog(code) {
+            Some(known) => Some(known),
+            None => {
+                not_recorded(
+                    db,
+                    &format!("locale provider `{code}` is not one vault knows"),
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let properties = PgProperties {
+        encoding: encoding.clone(),
+        lc_collate: lc_collate.clone(),
+        lc_ctype: lc_ctype.clone(),
+        locale_provider,
+        locale: Some(locale.clone()).filter(|l| !l.is_empty()),
+    };
+    Ok(DatabaseProperties::Postgres(properties).vetted(db))
+}
+
+/// Runs one SQL query returning one row; its fields (NULL is empty).
+fn query_fields(pg: &PostgresSource, db: &str, sql: &str) -> anyhow::Result<Vec<String>> {
+    let s = psql(pg, db)?.arg("--field-separator-zero");
+    Ok(child::run(&s, sql)?
+        .split('\0')
+        .map(str::to_string)
+        .collect())
+}
+
+/// psql for scripted queries: unaligned, tuples only, stopping at the first error.
+fn psql(pg: &PostgresSource, db: &str) -> anyhow::Result<Spawn> {
+    Ok(client(pg, "psql")?
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!("--dbname={}", dbname_arg(pg, db))))
 }
 
 /// Runs one SQL statement with psql in database `db`; returns the unaligned result.
 fn query(pg: &PostgresSource, db: &str, sql: &str) -> anyhow::Result<String> {
-    let s = client(pg, "psql")?
-        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-        .arg(format!("--dbname={}", dbname_arg(pg, db)));
-    child::run(&s, sql)
+    child::run(&psql(pg, db)?, sql)
 }
 
 pub mod restore {
@@ -245,13 +315,14 @@ pub mod restore {
         Ok(Some(n.parse().unwrap_or(u64::MAX)))
     }
 
-    pub fn create(t: &Target) -> anyhow::Result<()> {
-        query(
-            &t.source,
-            "postgres",
-            &format!("CREATE DATABASE {}", identifier(&t.database)),
-        )
-        .with_context(|| format!("cannot create {}", t.shown))?;
+    /// Creates the target database: like the dumped one when its `properties` were
+    /// recorded, else with the server's defaults.
+    pub fn create(t: &Target, properties: Option<&PgProperties>) -> anyhow::Result<()> {
+        let mut sql = format!("CREATE DATABASE {}", identifier(&t.database));
+        if let Some(p) = properties {
+            sql = format!("{sql} {}", p.create_clauses()?);
+        }
+        query(&t.source, "postgres", &sql).with_context(|| format!("cannot create {}", t.shown))?;
         Ok(())
     }
 

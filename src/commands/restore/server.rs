@@ -26,7 +26,9 @@ use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::source::Spec;
 use crate::source::child::ChildSink;
-use crate::source::{Scratch, command, mysql, postgres};
+use crate::source::{
+    DatabaseProperties, MysqlProperties, PgProperties, Scratch, command, mysql, postgres,
+};
 
 /// Bytes of plaintext withheld from a restore tool until the hashes are checked.
 pub const HOLD_BACK: usize = 1 << 20;
@@ -34,12 +36,15 @@ pub const HOLD_BACK: usize = 1 << 20;
 /// A restore into a server or through a restore command.
 pub enum Plan {
     Postgres {
-        target: postgres::restore::Target,
+        // Boxed: the connection settings make this variant several times the others.
+        target: Box<postgres::restore::Target>,
         clean: bool,
         jobs: Option<u32>,
         extra: Vec<String>,
         force: bool,
         create: bool,
+        /// What `--create` makes the database like; None for an older backup.
+        properties: Option<PgProperties>,
     },
     Mysql {
         target: mysql::restore::Target,
@@ -47,6 +52,9 @@ pub enum Plan {
         extra: Vec<String>,
         force: bool,
         create: bool,
+        /// What `--create` makes the database like; None for an older backup, and
+        /// for dumps that create their databases themselves.
+        properties: Option<MysqlProperties>,
     },
     Command {
         argv: Vec<String>,
@@ -105,12 +113,17 @@ pub fn resolve(
             manifest.job
         ))),
         "postgres" => Ok(Resolved::Into(Box::new(Plan::Postgres {
-            target: postgres::restore::parse(to)?,
+            target: Box::new(postgres::restore::parse(to)?),
             clean: args.clean,
             jobs: args.jobs,
             extra: args.restore_arg.clone(),
             force: args.force,
             create: args.create,
+            properties: match &manifest.source.database_properties {
+                None => None,
+                Some(DatabaseProperties::Postgres(p)) => Some(p.clone()),
+                Some(_) => return Err(mismatched_properties(manifest)),
+            },
         }))),
         "mysql" => {
             let password = std::env::var("MYSQL_PWD").ok().filter(|p| !p.is_empty());
@@ -147,6 +160,11 @@ pub fn resolve(
                 extra: args.restore_arg.clone(),
                 force: args.force,
                 create: args.create,
+                properties: match &manifest.source.database_properties {
+                    None => None,
+                    Some(DatabaseProperties::Mysql(p)) => Some(p.clone()),
+                    Some(_) => return Err(mismatched_properties(manifest)),
+                },
             })))
         }
         "command" => {
@@ -175,6 +193,23 @@ pub fn resolve(
     }
 }
 
+/// A manifest whose recorded database properties are another engine's.
+fn mismatched_properties(manifest: &Manifest) -> Error {
+    Error::integrity(format!(
+        "backup {} of job `{}`: the manifest's source.database_properties are not those \
+         of a {} database",
+        manifest.backup_id, manifest.job, manifest.source.kind
+    ))
+}
+
+/// Said when `--create` has no recorded properties to make the database alike.
+fn warn_server_defaults(shown: &str, what: &str) {
+    eprintln!(
+        "warning: this backup records no {what} of its database (it was written by an \
+         older vault): {shown} is created with the server's defaults"
+    );
+}
+
 impl Plan {
     /// Where the restore goes, for messages.
     pub fn shown(&self) -> String {
@@ -200,9 +235,15 @@ impl Plan {
                 target,
                 force,
                 create,
+                properties,
                 ..
             } => match postgres::restore::relations(target)? {
-                None if *create => postgres::restore::create(target),
+                None if *create => {
+                    if properties.is_none() {
+                        warn_server_defaults(&target.shown, "encoding and locale");
+                    }
+                    postgres::restore::create(target, properties.as_ref())
+                }
                 None => Err(Error::config(format!(
                     "{} does not exist: create it, or pass --create",
                     target.shown
@@ -222,6 +263,7 @@ impl Plan {
                 databases,
                 force,
                 create,
+                properties,
                 ..
             } => {
                 if databases.is_empty() {
@@ -240,7 +282,10 @@ impl Plan {
                 match mysql::restore::objects(target, databases)? {
                     None if target.database.is_none() || *create => {
                         if let Some(db) = &target.database {
-                            mysql::restore::create(target, db)?;
+                            if properties.is_none() {
+                                warn_server_defaults(&target.shown, "character set and collation");
+                            }
+                            mysql::restore::create(target, db, properties.as_ref())?;
                         }
                         Ok(())
                     }
