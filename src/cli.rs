@@ -111,7 +111,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME")]
     pub before: Option<String>,
 
-    /// Write the dump to FILE (made atomically: a failed restore leaves no FILE)
+    /// Write the dump to FILE (made atomically: a failed restore leaves no FILE); an
+    /// existing FILE must be a regular file (for a pipe or device, use `-`)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -126,7 +127,7 @@ pub struct RestoreArgs {
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
 
-    /// Replace an existing --output FILE; restore into a database that already has tables
+    /// Replace an existing --output FILE (a regular file, never a link or device); restore into a database that already has tables
     #[arg(long)]
     pub force: bool,
 

@@ -4,7 +4,8 @@
 //! by (key, version id) from its manifest, decrypted and decompressed in one stream,
 //! and both hashes are checked before the result is put in place:
 //! - `--output FILE`: written to a private temporary file beside FILE and renamed onto
-//!   FILE only after every check passed — a failed restore never leaves a FILE;
+//!   FILE only after every check passed — a failed restore never leaves a FILE; an
+//!   existing FILE must be a regular file (a rename would replace anything else);
 //! - `--to DIR` (files jobs): unpacked into a temporary sibling directory, renamed to
 //!   DIR at the end;
 //! - `--to` a database or a restore command: see [`server`];
@@ -15,7 +16,7 @@ mod server;
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,26 +40,34 @@ use crate::source;
 use crate::store::Role;
 
 enum Destination {
-    File { path: PathBuf, force: bool },
+    File(FileTarget),
     Dir(PathBuf),
     Stdout,
     Into(Box<server::Plan>),
+}
+
+/// A file to restore into, and the flag that named it (for messages).
+struct FileTarget {
+    path: PathBuf,
+    force: bool,
+    flag: &'static str,
 }
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let early = match &args.output {
         Some(path) if path.as_os_str() == "-" => Some(Destination::Stdout),
-        Some(path) => Some(Destination::File {
+        Some(path) => Some(Destination::File(FileTarget {
             path: path.clone(),
             force: args.force,
-        }),
+            flag: "--output",
+        })),
         // What --to means depends on the backup's kind: resolved below.
         None if args.to.is_some() => None,
         None => Some(Destination::Stdout),
     };
     if let Some(d) = &early {
-        check_destination(d)?;
+        check_destination(d, &args.job)?;
         if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
             return Err(Error::config(
                 "--create, --clean, --jobs and --restore-arg apply to restores into a \
@@ -112,10 +121,11 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         (Some(d), _) => d,
         (None, Some(to)) => {
             let d = match server::resolve(&manifest, to, args, settings)? {
-                server::Resolved::File(path) => Destination::File {
+                server::Resolved::File(path) => Destination::File(FileTarget {
                     path,
                     force: args.force,
-                },
+                    flag: "--to",
+                }),
                 server::Resolved::Dir(dir) => Destination::Dir(dir),
                 server::Resolved::Into(plan) => {
                     // Before any download: the target exists and is empty (or --force).
@@ -124,7 +134,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
                     Destination::Into(plan)
                 }
             };
-            check_destination(&d)?;
+            check_destination(&d, &args.job)?;
             d
         }
         (None, None) => unreachable!("a destination is always chosen"),
@@ -152,7 +162,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     };
     let m = manifest.clone();
     let mut task = tokio::task::spawn_blocking(move || match destination {
-        Destination::File { path, force } => to_file(object, &identities, &m, &path, force),
+        Destination::File(target) => to_file(object, &identities, &m, &target),
         Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
         Destination::Stdout => to_stdout(object, &identities, &m),
         Destination::Into(plan) => plan.restore(object, &identities, &m),
@@ -198,22 +208,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_destination(destination: &Destination) -> anyhow::Result<()> {
+fn check_destination(destination: &Destination, job: &str) -> anyhow::Result<()> {
     match destination {
-        Destination::File { path, force } => {
-            if path.is_dir() {
-                bail!(Error::config(format!(
-                    "--output {} is a directory",
-                    path.display()
-                )));
-            }
-            if path.exists() && !force {
-                bail!(Error::config(format!(
-                    "--output {} exists; pass --force to replace it",
-                    path.display()
-                )));
-            }
-        }
+        Destination::File(target) => check_file(target, job)?,
         Destination::Dir(dir) => {
             if dir.exists() {
                 let empty = fs::read_dir(dir)
@@ -238,6 +235,58 @@ fn check_destination(destination: &Destination) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses an existing FILE that is not a regular file, and (without `--force`) one
+/// that is. FILE is put in place by renaming a new file onto it, which replaces
+/// whatever is there: for a device, a FIFO or a socket that would swap the node itself
+/// for a regular file (`--output /dev/null --force` as root would replace /dev/null).
+/// A symlink is refused even when it points to a regular file: the rename would replace
+/// the link and leave its target untouched, and following it instead would write
+/// wherever the link's owner points it, decided after this check.
+fn check_file(target: &FileTarget, job: &str) -> anyhow::Result<()> {
+    let FileTarget { path, force, flag } = target;
+    let shown = path.display();
+    let kind = match fs::symlink_metadata(path) {
+        Ok(md) => md.file_type(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!(Error::config(format!("{flag} {shown}: {e}"))),
+    };
+    if kind.is_file() {
+        if !force {
+            bail!(Error::config(format!(
+                "{flag} {shown} exists; pass --force to replace it"
+            )));
+        }
+        return Ok(());
+    }
+    if kind.is_dir() {
+        bail!(Error::config(format!(
+            "{flag} {shown} is a directory: give the path of the file to create"
+        )));
+    }
+    let what = if kind.is_symlink() {
+        "a symlink"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    let hint = if kind.is_symlink() {
+        "give the path of a regular file (vault would replace the link, not what it points to)"
+    } else {
+        "vault only replaces regular files"
+    };
+    bail!(Error::config(format!(
+        "{flag} {shown} is {what}: {hint}; to write the dump into a pipe, a device or \
+         another program, stream it: `vault restore {job} - > {shown}`"
+    )))
 }
 
 /// A temporary path that is removed unless kept.
@@ -276,9 +325,9 @@ fn to_file(
     object: impl Read,
     identities: &Identities,
     manifest: &Manifest,
-    path: &Path,
-    force: bool,
+    target: &FileTarget,
 ) -> anyhow::Result<String> {
+    let path = &target.path;
     let mut partial = partial_beside(path)?;
     let file = fs::OpenOptions::new()
         .write(true)
@@ -290,12 +339,14 @@ fn to_file(
     pipeline::restore(object, identities, &manifest.expected(), &mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    if !force && path.exists() {
+    // Checked again: something may have appeared at FILE during the restore.
+    if !target.force && fs::symlink_metadata(path).is_ok() {
         bail!(Error::config(format!(
             "{} appeared during the restore; pass --force to replace it",
             path.display()
         )));
     }
+    check_file(target, &manifest.job)?;
     fs::rename(&partial.path, path)
         .with_context(|| format!("cannot move the restored file to {}", path.display()))?;
     partial.keep = true;
