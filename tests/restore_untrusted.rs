@@ -1,13 +1,96 @@
-//! Acceptance: `vault restore` treats what it restores as untrusted: `--output` never
+//! Acceptance: `vault restore` treats what it restores as untrusted. A forged tar
+//! archive cannot write outside the target, and says so every time; `--output` never
 //! replaces anything but a regular file.
+//!
+//! vault's own files source never writes `..` names, so the archives here are forged:
+//! a `command` job backs up the forged tar through the real pipeline (age, zstd,
+//! hashes), and its manifest is then relabelled as a `files` backup — what anyone who
+//! can write to the store, or hand over a foreign archive, can do.
 
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, symlink};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::Path;
+use std::process::Output;
 
 use common::*;
+
+/// A tar archive built entry by entry, with names written straight into the header
+/// so that the tar crate's own checks (which refuse `..`) do not apply.
+struct Forge(tar::Builder<Vec<u8>>);
+
+impl Forge {
+    fn new() -> Forge {
+        Forge(tar::Builder::new(Vec::new()))
+    }
+
+    fn entry(&mut self, name: &str, kind: tar::EntryType, mode: u32, data: &[u8]) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        h.set_cksum();
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
+    fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
+        self.entry(name, tar::EntryType::Directory, mode, b"")
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
+        self.entry(name, tar::EntryType::Regular, mode, data)
+    }
+
+    fn bytes(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// A world whose jobs (name, tar archive) each hold one backup recorded as a
+/// `files` backup of that archive.
+fn forged(archives: &[(&str, Vec<u8>)]) -> World {
+    let w = World::new();
+    let mut jobs = String::new();
+    for (job, tar) in archives {
+        fs::write(w.path(&format!("{job}.tar")), tar).unwrap();
+        jobs += &format!(
+            "[[job]]\nname = \"{job}\"\nsource = {{ kind = \"command\", command = [\"cat\", \
+             \"{job}.tar\"], extension = \"tar\" }}\n"
+        );
+    }
+    w.config(&jobs);
+    w.ok(&["backup"]);
+    for (job, _) in archives {
+        let m = &w.manifests(job)[0];
+        let path = w.vault_dir().join(format!(
+            "{job}/manifests/{}.json",
+            m["backup_id"].as_str().unwrap()
+        ));
+        let mut m = m.clone();
+        m["source"]["kind"] = "files".into();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut text = serde_json::to_vec_pretty(&m).unwrap();
+        text.push(b'\n');
+        fs::write(&path, text).unwrap();
+    }
+    w
+}
+
+fn restore_to(w: &World, job: &str, to: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", job, "--to", to.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    w.vault(&args)
+}
 
 /// A plain `command` backup to restore with `--output`.
 fn plain_world() -> World {
@@ -61,4 +144,43 @@ fn restore_output_refuses_a_fifo_or_a_symlink_and_leaves_it_in_place() {
         .filter(|n| n.contains("vault-partial"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_escaping_archive_is_refused_with_the_unpack_error_every_time() {
+    // Escape first, then more data than the pipes between the stages hold: the
+    // decrypting side is still writing when the unpacker stops.
+    let first = Forge::new()
+        .dir(".", 0o755)
+        .file("../../x", 0o644, b"escaped\n")
+        .file("big", 0o644, &vec![0u8; 8 << 20])
+        .bytes();
+    // Escape last, in a small archive: the two sides race.
+    let last = Forge::new()
+        .dir(".", 0o755)
+        .file("a.txt", 0o644, b"a\n")
+        .file("../../x", 0o644, b"escaped\n")
+        .bytes();
+    let w = forged(&[("first", first), ("last", last)]);
+    let parent = w.path("r/s");
+    fs::create_dir_all(&parent).unwrap();
+    for round in 0..20 {
+        for job in ["first", "last"] {
+            let to = parent.join("out");
+            let out = restore_to(&w, job, &to, &[]);
+            let err = stderr(&out);
+            assert_eq!(code(&out), EXIT_INTEGRITY, "{job}, round {round}: {err}");
+            assert!(
+                err.contains("archive entry ../../x points outside the target"),
+                "{job}, round {round}: {err}"
+            );
+            assert!(
+                !err.contains("stopped reading"),
+                "{job}, round {round}: {err}"
+            );
+            let left: Vec<_> = fs::read_dir(&parent).unwrap().collect();
+            assert!(left.is_empty(), "{job}, round {round}: left {left:?}");
+            assert!(!w.path("r/x").exists(), "{job}: the entry escaped");
+        }
+    }
 }

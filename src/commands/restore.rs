@@ -375,9 +375,15 @@ fn to_dir(
     let unpacked = unpacker
         .join()
         .map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
-    // A data error is the root cause of any unpacking error it led to.
-    restored?;
-    unpacked?;
+    match (restored, unpacked) {
+        (Ok(()), Ok(())) => {}
+        // The side that failed on its own is the cause; the other only saw the pipe
+        // between them close, and which of the two gets there first is down to timing.
+        // A data error comes first, so it wins over an unpacking error it led to.
+        (restored, unpacked) => {
+            return Err(pipeline::root_cause(vec![restored.err(), unpacked.err()]));
+        }
+    }
     if dir.exists() {
         fs::remove_dir(dir)
             .with_context(|| format!("cannot replace the empty {}", dir.display()))?;

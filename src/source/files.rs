@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use tar::HeaderMode;
 
 use super::{DumpStream, ThreadStream};
+use crate::error::Error;
 use crate::pipe::PipeWriter;
 
 pub fn open(path: &Path) -> anyhow::Result<Box<dyn DumpStream>> {
@@ -143,6 +144,9 @@ pub fn unpack(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<()> {
         let (mode, mtime) = (header.mode()?, header.mtime()?);
         let is_dir = header.entry_type().is_dir();
         let rel = entry.path()?.into_owned();
+        if rel.components().any(|c| c == Component::ParentDir) {
+            return Err(outside(&rel));
+        }
         if rel.components().all(|c| c == Component::CurDir) {
             dirs.push((dir.to_path_buf(), mode, mtime));
             continue;
@@ -154,7 +158,7 @@ pub fn unpack(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<()> {
             .unpack_in(dir)
             .with_context(|| format!("cannot unpack {}", rel.display()))?;
         if !unpacked {
-            bail!("archive entry {} points outside the target", rel.display());
+            return Err(outside(&rel));
         }
         if is_dir {
             let path = dir.join(&rel);
@@ -173,6 +177,14 @@ pub fn unpack(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     }
     Ok(())
+}
+
+fn outside(rel: &Path) -> anyhow::Error {
+    Error::integrity(format!(
+        "archive entry {} points outside the target (vault never writes such an entry)",
+        rel.display()
+    ))
+    .into()
 }
 
 #[cfg(test)]
