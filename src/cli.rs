@@ -131,6 +131,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Files jobs, --to DIR: keep setuid, setgid and sticky bits from the archive
+    /// (removed by default: owners are not restored, so a kept setuid bit runs as the
+    /// user who restored). World-write is removed either way
+    #[arg(long)]
+    pub keep_special_bits: bool,
+
     /// Create the --to database first when it does not exist
     #[arg(long)]
     pub create: bool,

@@ -1,18 +1,19 @@
 //! Acceptance: `vault restore` treats what it restores as untrusted. A forged tar
-//! archive cannot write outside the target, and says so every time; `--output` never
-//! replaces anything but a regular file.
+//! archive cannot plant device nodes, FIFOs, setuid or world-writable files, or write
+//! outside the target; `--output` never replaces anything but a regular file.
 //!
-//! vault's own files source never writes `..` names, so the archives here are forged:
-//! a `command` job backs up the forged tar through the real pipeline (age, zstd,
-//! hashes), and its manifest is then relabelled as a `files` backup — what anyone who
-//! can write to the store, or hand over a foreign archive, can do.
+//! vault's own files source never writes device or FIFO entries, `..` names or
+//! (as a non-root tree) setuid files, so the archives here are forged: a `command` job
+//! backs up the forged tar through the real pipeline (age, zstd, hashes), and its
+//! manifest is then relabelled as a `files` backup — what anyone who can write to the
+//! store, or hand over a foreign archive, can do.
 
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -47,6 +48,18 @@ impl Forge {
 
     fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
         self.entry(name, tar::EntryType::Regular, mode, data)
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_link_name(target).unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_cksum();
+        self.0.append(&h, &b""[..]).unwrap();
+        self
     }
 
     fn bytes(&mut self) -> Vec<u8> {
@@ -86,10 +99,158 @@ fn forged(archives: &[(&str, Vec<u8>)]) -> World {
     w
 }
 
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn assert_modes(root: &Path, want: &[(&str, u32)], stderr: &str) {
+    for (rel, mode_wanted) in want {
+        let got = mode(&root.join(rel));
+        assert_eq!(got, *mode_wanted, "{rel}: {got:o}, {stderr}");
+    }
+}
+
+/// Restores `job` into `to`, insisting on success; returns stderr.
+fn restored(w: &World, job: &str, to: &Path, extra: &[&str]) -> String {
+    let out = restore_to(w, job, to, extra);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    err
+}
+
 fn restore_to(w: &World, job: &str, to: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["restore", job, "--to", to.to_str().unwrap()];
     args.extend_from_slice(extra);
     w.vault(&args)
+}
+
+#[test]
+fn restore_skips_fifos_and_device_nodes_naming_each() {
+    let tar = Forge::new()
+        .dir(".", 0o755)
+        .entry("fifo", tar::EntryType::Fifo, 0o666, b"")
+        .entry("null", tar::EntryType::Char, 0o666, b"")
+        .entry("disk", tar::EntryType::Block, 0o660, b"")
+        .file("kept.txt", 0o644, b"kept\n")
+        .bytes();
+    let w = forged(&[("forged", tar)]);
+    let to = w.path("out");
+    let err = restored(&w, "forged", &to, &[]);
+    for (name, what) in [
+        ("fifo", "a FIFO"),
+        ("null", "a character device"),
+        ("disk", "a block device"),
+    ] {
+        assert!(
+            err.contains(&format!("warning: skipped {name}: {what}")),
+            "names {name}: {err}"
+        );
+        assert!(
+            fs::symlink_metadata(to.join(name)).is_err(),
+            "{name} was restored"
+        );
+    }
+    assert_eq!(fs::read_to_string(to.join("kept.txt")).unwrap(), "kept\n");
+}
+
+fn special_bits_archive() -> Vec<u8> {
+    Forge::new()
+        .dir(".", 0o777)
+        .dir("pub", 0o777)
+        .dir("pub/tmp", 0o1777)
+        .file("su", 0o4755, b"#!/bin/sh\n")
+        .file("sg", 0o2755, b"#!/bin/sh\n")
+        .file("open.txt", 0o666, b"anyone\n")
+        .file("open.sh", 0o777, b"#!/bin/sh\n")
+        .file("normal", 0o640, b"fine\n")
+        .symlink("link", "normal")
+        .bytes()
+}
+
+#[test]
+fn restore_strips_world_write_and_special_bits_unless_kept() {
+    let w = forged(&[("forged", special_bits_archive())]);
+    let to = w.path("out");
+    let err = restored(&w, "forged", &to, &[]);
+    assert_modes(
+        &to,
+        &[
+            ("", 0o775),
+            ("pub", 0o775),
+            ("pub/tmp", 0o775),
+            ("su", 0o755),
+            ("sg", 0o755),
+            ("open.txt", 0o664),
+            ("open.sh", 0o775),
+            ("normal", 0o640),
+        ],
+        &err,
+    );
+    let summaries: Vec<&str> = err.lines().filter(|l| l.contains("bits removed")).collect();
+    assert_eq!(summaries.len(), 1, "one summary warning: {err}");
+    assert!(summaries[0].contains("7 entries"), "{err}");
+    assert!(
+        summaries[0].contains("pub 0777 -> 0775"),
+        "names a few: {err}"
+    );
+    assert!(err.contains("--keep-special-bits"), "{err}");
+
+    // With the flag, setuid, setgid and sticky stay; world-write still goes.
+    let kept = w.path("kept");
+    let err = restored(&w, "forged", &kept, &["--keep-special-bits"]);
+    assert_modes(
+        &kept,
+        &[
+            ("", 0o775),
+            ("pub/tmp", 0o1775),
+            ("su", 0o4755),
+            ("sg", 0o2755),
+            ("open.txt", 0o664),
+        ],
+        &err,
+    );
+    assert!(err.contains("5 entries"), "{err}");
+}
+
+#[test]
+fn keep_special_bits_is_refused_outside_a_files_restore_to_dir() {
+    let w = forged(&[("forged", special_bits_archive())]);
+    let file = w.path("out.tar");
+    for args in [vec!["--output", file.to_str().unwrap()], vec!["-"]] {
+        let mut all = vec!["restore", "forged", "--keep-special-bits"];
+        all.extend(args);
+        let out = w.vault(&all);
+        assert_eq!(code(&out), EXIT_USAGE, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--keep-special-bits applies to"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!file.exists());
+}
+
+#[test]
+fn directories_the_archive_implies_are_not_world_writable_even_with_umask_0() {
+    // No `.` and no entries for `a` or `a/b`: they are made on the way.
+    let tar = Forge::new().file("a/b/file", 0o644, b"deep\n").bytes();
+    let w = forged(&[("forged", tar)]);
+    let to = w.path("out");
+    let out = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$@\"", "sh", vault_bin()])
+        .arg("--config")
+        .arg(w.path("vault.toml"))
+        .args(["restore", "forged", "--to", to.to_str().unwrap()])
+        .current_dir(w.dir())
+        .env_remove("VAULT_AGE_IDENTITY_FILE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for rel in ["", "a", "a/b"] {
+        let m = mode(&to.join(rel));
+        assert_eq!(m & 0o002, 0, "{rel} is world-writable: {m:o}");
+    }
+    assert_eq!(mode(&to.join("a/b/file")), 0o644);
 }
 
 /// A plain `command` backup to restore with `--output`.

@@ -6,8 +6,8 @@
 //! - `--output FILE`: written to a private temporary file beside FILE and renamed onto
 //!   FILE only after every check passed — a failed restore never leaves a FILE; an
 //!   existing FILE must be a regular file (a rename would replace anything else);
-//! - `--to DIR` (files jobs): unpacked into a temporary sibling directory, renamed to
-//!   DIR at the end;
+//! - `--to DIR` (files jobs): unpacked into a private temporary sibling directory,
+//!   renamed to DIR at the end; the archive is untrusted (see [`source::unpack_tar`]);
 //! - `--to` a database or a restore command: see [`server`];
 //! - `-`: streamed to stdout; on failure the exit code says the output is not to be
 //!   trusted (a pipe cannot be taken back).
@@ -16,7 +16,7 @@ mod server;
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +36,7 @@ use crate::pipeline;
 use crate::progress::{Progress, Tracked};
 use crate::report::human_bytes;
 use crate::signal::interrupted;
-use crate::source;
+use crate::source::{self, UnpackOptions, Unpacked};
 use crate::store::Role;
 
 enum Destination {
@@ -68,6 +68,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     };
     if let Some(d) = &early {
         check_destination(d, &args.job)?;
+        if args.keep_special_bits {
+            return Err(keep_special_bits_refused("--output or stdout").into());
+        }
         if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
             return Err(Error::config(
                 "--create, --clean, --jobs and --restore-arg apply to restores into a \
@@ -135,6 +138,13 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
                 }
             };
             check_destination(&d, &args.job)?;
+            if args.keep_special_bits && !matches!(d, Destination::Dir(_)) {
+                return Err(keep_special_bits_refused(&format!(
+                    "job `{}`, which holds a {} backup",
+                    args.job, manifest.source.kind
+                ))
+                .into());
+            }
             d
         }
         (None, None) => unreachable!("a destination is always chosen"),
@@ -161,9 +171,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         cancel: cancel.clone(),
     };
     let m = manifest.clone();
+    let unpack = UnpackOptions {
+        keep_special_bits: args.keep_special_bits,
+    };
     let mut task = tokio::task::spawn_blocking(move || match destination {
         Destination::File(target) => to_file(object, &identities, &m, &target),
-        Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
+        Destination::Dir(dir) => to_dir(object, &identities, &m, &dir, unpack),
         Destination::Stdout => to_stdout(object, &identities, &m),
         Destination::Into(plan) => plan.restore(object, &identities, &m),
     });
@@ -206,6 +219,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+fn keep_special_bits_refused(not_to: &str) -> Error {
+    Error::config(format!(
+        "--keep-special-bits applies to restoring a files backup with --to DIR, not to {not_to}"
+    ))
 }
 
 fn check_destination(destination: &Destination, job: &str) -> anyhow::Result<()> {
@@ -358,32 +377,36 @@ fn to_dir(
     identities: &Identities,
     manifest: &Manifest,
     dir: &Path,
+    options: UnpackOptions,
 ) -> anyhow::Result<String> {
     let mut partial = partial_beside(dir)?;
-    fs::create_dir(&partial.path)
+    // Private while it fills: nobody else may use a file before its mode is final.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&partial.path)
         .with_context(|| format!("cannot create {}", partial.path.display()))?;
     let (mut tar_in, mut tar_out) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
     let unpack_dir = partial.path.clone();
-    let unpacker = std::thread::spawn(move || -> anyhow::Result<()> {
-        source::unpack_tar(&mut tar_out, &unpack_dir)?;
+    let unpacker = std::thread::spawn(move || -> anyhow::Result<Unpacked> {
+        let report = source::unpack_tar(&mut tar_out, &unpack_dir, options)?;
         // Drain the zero padding after the end-of-archive blocks.
         io::copy(&mut tar_out, &mut io::sink())?;
-        Ok(())
+        Ok(report)
     });
     let restored = pipeline::restore(object, identities, &manifest.expected(), &mut tar_in)
         .and_then(|()| tar_in.finish().map_err(Into::into));
     let unpacked = unpacker
         .join()
         .map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
-    match (restored, unpacked) {
-        (Ok(()), Ok(())) => {}
+    let report = match (restored, unpacked) {
+        (Ok(()), Ok(report)) => report,
         // The side that failed on its own is the cause; the other only saw the pipe
         // between them close, and which of the two gets there first is down to timing.
         // A data error comes first, so it wins over an unpacking error it led to.
         (restored, unpacked) => {
             return Err(pipeline::root_cause(vec![restored.err(), unpacked.err()]));
         }
-    }
+    };
     if dir.exists() {
         fs::remove_dir(dir)
             .with_context(|| format!("cannot replace the empty {}", dir.display()))?;
@@ -391,7 +414,56 @@ fn to_dir(
     fs::rename(&partial.path, dir)
         .with_context(|| format!("cannot move the restored tree to {}", dir.display()))?;
     partial.keep = true;
+    warn_about_unpacked(&report);
     Ok(dir.display().to_string())
+}
+
+/// One line per entry left out (up to the report's limit), one for all modes changed.
+fn warn_about_unpacked(report: &Unpacked) {
+    let skipped = &report.skipped;
+    for entry in &skipped.first {
+        eprintln!(
+            "warning: skipped {}: {} (vault restores files, directories and links only)",
+            entry.path.display(),
+            entry.what
+        );
+    }
+    if skipped.total > skipped.first.len() {
+        eprintln!(
+            "warning: skipped {} more device, FIFO or unknown entries",
+            skipped.total - skipped.first.len()
+        );
+    }
+    let stripped = &report.stripped;
+    if stripped.total == 0 {
+        return;
+    }
+    let mut named: Vec<String> = stripped
+        .first
+        .iter()
+        .map(|e| format!("{} {:04o} -> {:04o}", e.path.display(), e.asked, e.given))
+        .collect();
+    if stripped.total > named.len() {
+        named.push(format!("and {} more", stripped.total - named.len()));
+    }
+    let (not_restored, hint) = if report.lost_special_bits {
+        (
+            "world-write, setuid, setgid and sticky are",
+            "; pass --keep-special-bits to keep setuid, setgid and sticky",
+        )
+    } else {
+        ("world-write is", "")
+    };
+    let entries = if stripped.total == 1 {
+        "entry"
+    } else {
+        "entries"
+    };
+    eprintln!(
+        "warning: mode bits removed from {} {entries} ({not_restored} not restored): {}{hint}",
+        stripped.total,
+        named.join(", ")
+    );
 }
 
 fn to_stdout(
