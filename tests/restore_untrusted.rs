@@ -62,6 +62,20 @@ impl Forge {
         self
     }
 
+    /// A hard link whose target is written straight into the header, as `entry` does
+    /// with names.
+    fn hard_link(&mut self, name: &str, target: &str) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_cksum();
+        self.0.append(&h, &b""[..]).unwrap();
+        self
+    }
+
     fn bytes(&mut self) -> Vec<u8> {
         std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
             .into_inner()
@@ -72,7 +86,11 @@ impl Forge {
 /// A world whose jobs (name, tar archive) each hold one backup recorded as a
 /// `files` backup of that archive.
 fn forged(archives: &[(&str, Vec<u8>)]) -> World {
-    let w = World::new();
+    forged_in(World::new(), archives)
+}
+
+/// [`forged`] in an existing world.
+fn forged_in(w: World, archives: &[(&str, Vec<u8>)]) -> World {
     let mut jobs = String::new();
     for (job, tar) in archives {
         fs::write(w.path(&format!("{job}.tar")), tar).unwrap();
@@ -344,4 +362,60 @@ fn an_escaping_archive_is_refused_with_the_unpack_error_every_time() {
             assert!(!w.path("r/x").exists(), "{job}: the entry escaped");
         }
     }
+}
+
+#[test]
+fn an_archive_cannot_reach_outside_through_a_symlink_or_a_hard_link() {
+    let w = World::new();
+    let outside = w.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), "untouched\n").unwrap();
+    let target = outside.to_str().unwrap();
+    let archives = [
+        (
+            "through-symlink",
+            Forge::new()
+                .dir(".", 0o755)
+                .symlink("evil", target)
+                .file("evil/planted", 0o644, b"x")
+                .bytes(),
+            "archive entry evil/planted points outside",
+        ),
+        (
+            "hard-link-up",
+            Forge::new()
+                .dir(".", 0o755)
+                .hard_link("h", "../outside/victim")
+                .bytes(),
+            "archive entry h (a hard link to ../outside/victim) points outside",
+        ),
+        (
+            "hard-link-via-symlink",
+            Forge::new()
+                .dir(".", 0o755)
+                .symlink("evil", target)
+                .hard_link("h", "evil/victim")
+                .bytes(),
+            "archive entry h (a hard link to evil/victim) points outside",
+        ),
+    ];
+    let jobs: Vec<(&str, Vec<u8>)> = archives.iter().map(|(j, t, _)| (*j, t.clone())).collect();
+    let w = forged_in(w, &jobs);
+    for (job, _, message) in &archives {
+        let to = w.path(&format!("restored/{job}"));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let out = restore_to(&w, job, &to, &[]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), EXIT_INTEGRITY, "{job}: {err}");
+        assert!(err.contains(message), "{job}: {err}");
+        let left: Vec<_> = fs::read_dir(to.parent().unwrap()).unwrap().collect();
+        assert!(left.is_empty(), "{job}: left {left:?}");
+    }
+    let mut names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["victim"]);
+    assert_eq!(fs::metadata(outside.join("victim")).unwrap().nlink(), 1);
 }

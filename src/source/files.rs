@@ -255,6 +255,9 @@ pub fn unpack(
         stripped: Tally::new(3),
         lost_special_bits: false,
     };
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let mut archive = tar::Archive::new(reader);
     // Directory modes and mtimes are applied at the end: a read-only directory must not
     // stop its children from being written, and writing children changes its mtime.
@@ -268,7 +271,7 @@ pub fn unpack(
         let (asked, mtime) = (header.mode()? & 0o7777, header.mtime()?);
         let rel = entry.path()?.into_owned();
         if rel.components().any(|c| c == Component::ParentDir) {
-            return Err(outside(&rel));
+            return Err(outside(&rel, None));
         }
         match classify(kind) {
             Class::Restored => {}
@@ -304,7 +307,21 @@ pub fn unpack(
             dirs.push((dir.to_path_buf(), mode, Some(mtime)));
             continue;
         }
-        let implied = missing_parents(dir, &rel);
+        // The tar crate refuses these too, but as a plain I/O error: an archive that
+        // reaches out of the target is tampering, whichever way it tries.
+        let (reached, implied) = parents(dir, &rel);
+        if !reached.canonicalize()?.starts_with(&root) {
+            return Err(outside(&rel, None));
+        }
+        if kind.is_hard_link() {
+            let target = entry.link_name()?.unwrap_or_default().into_owned();
+            let escapes = target.has_root()
+                || target.components().any(|c| c == Component::ParentDir)
+                || !parents(dir, &target).0.canonicalize()?.starts_with(&root);
+            if escapes {
+                return Err(outside(&rel, Some(&target)));
+            }
+        }
         entry.set_mask(removed);
         entry.set_preserve_permissions(true);
         entry.set_preserve_mtime(true);
@@ -313,7 +330,7 @@ pub fn unpack(
             .unpack_in(dir)
             .with_context(|| format!("cannot unpack {}", rel.display()))?;
         if !unpacked {
-            return Err(outside(&rel));
+            return Err(outside(&rel, None));
         }
         // The tar crate made them under the umask, which may let anyone write.
         dirs.extend(implied.into_iter().map(|p| (p, IMPLIED_DIR_MODE, None)));
@@ -339,27 +356,33 @@ pub fn unpack(
     Ok(report)
 }
 
-fn outside(rel: &Path) -> anyhow::Error {
+fn outside(rel: &Path, link: Option<&Path>) -> anyhow::Error {
+    let link = link
+        .map(|to| format!(" (a hard link to {})", to.display()))
+        .unwrap_or_default();
     Error::integrity(format!(
-        "archive entry {} points outside the target (vault never writes such an entry)",
+        "archive entry {}{link} points outside the target (vault never writes such an entry)",
         rel.display()
     ))
     .into()
 }
 
-/// The parents of `rel` under `dir` that do not exist yet, shallowest first.
-fn missing_parents(dir: &Path, rel: &Path) -> Vec<PathBuf> {
-    let mut path = dir.to_path_buf();
-    let mut missing = Vec::new();
+/// The way to `rel`'s directory under `dir`: the deepest part of it that exists, and
+/// the parts after it that do not yet (shallowest first).
+fn parents(dir: &Path, rel: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let mut reached = dir.to_path_buf();
+    let mut missing: Vec<PathBuf> = Vec::new();
     for part in rel.parent().into_iter().flat_map(Path::components) {
         if let Component::Normal(name) = part {
-            path.push(name);
-            if fs::symlink_metadata(&path).is_err() {
-                missing.push(path.clone());
+            let next = missing.last().unwrap_or(&reached).join(name);
+            if missing.is_empty() && fs::symlink_metadata(&next).is_ok() {
+                reached = next;
+            } else {
+                missing.push(next);
             }
         }
     }
-    missing
+    (reached, missing)
 }
 
 #[cfg(test)]
