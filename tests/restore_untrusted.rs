@@ -51,25 +51,21 @@ impl Forge {
     }
 
     fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_link_name(target).unwrap();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        h.set_cksum();
-        self.0.append(&h, &b""[..]).unwrap();
-        self
+        self.link(tar::EntryType::Symlink, name, target)
     }
 
-    /// A hard link whose target is written straight into the header, as `entry` does
-    /// with names.
     fn hard_link(&mut self, name: &str, target: &str) -> &mut Self {
+        self.link(tar::EntryType::Link, name, target)
+    }
+
+    /// A link whose target is written straight into the header, as `entry` does with
+    /// names.
+    fn link(&mut self, kind: tar::EntryType, name: &str, target: &str) -> &mut Self {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).unwrap();
         h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
-        h.set_entry_type(tar::EntryType::Link);
-        h.set_mode(0o644);
+        h.set_entry_type(kind);
+        h.set_mode(0o777);
         h.set_size(0);
         h.set_cksum();
         self.0.append(&h, &b""[..]).unwrap();
