@@ -309,15 +309,20 @@ pub fn unpack(
         }
         // The tar crate refuses these too, but as a plain I/O error: an archive that
         // reaches out of the target is tampering, whichever way it tries.
+        let inside = |path: &Path| {
+            path.canonicalize()
+                .map(|p| p.starts_with(&root))
+                .with_context(|| format!("cannot unpack {}", rel.display()))
+        };
         let (reached, implied) = parents(dir, &rel);
-        if !reached.canonicalize()?.starts_with(&root) {
+        if !inside(&reached)? {
             return Err(outside(&rel, None));
         }
         if kind.is_hard_link() {
             let target = entry.link_name()?.unwrap_or_default().into_owned();
             let escapes = target.has_root()
                 || target.components().any(|c| c == Component::ParentDir)
-                || !parents(dir, &target).0.canonicalize()?.starts_with(&root);
+                || !inside(&parents(dir, &target).0)?;
             if escapes {
                 return Err(outside(&rel, Some(&target)));
             }
