@@ -115,7 +115,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME")]
     pub before: Option<String>,
 
-    /// Write the dump to FILE (made atomically: a failed restore leaves no FILE)
+    /// Write the dump to FILE (made atomically: a failed restore leaves no FILE); an
+    /// existing FILE must be a regular file (for a pipe or device, use `-`)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -130,9 +131,15 @@ pub struct RestoreArgs {
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
 
-    /// Replace an existing --output FILE; restore into a database that already has tables
+    /// Replace an existing --output FILE (a regular file, never a link or device); restore into a database that already has tables
     #[arg(long)]
     pub force: bool,
+
+    /// Files jobs, --to DIR: keep setuid, setgid and sticky bits from the archive
+    /// (removed by default: owners are not restored, so a kept setuid bit runs as the
+    /// user who restored). World-write is removed either way
+    #[arg(long)]
+    pub keep_special_bits: bool,
 
     /// Create the --to database first when it does not exist
     #[arg(long)]

@@ -171,8 +171,9 @@ pub async fn backup(
     }
 }
 
-/// Of several stage failures, the one that is not merely a consequence of another.
-fn root_cause(errors: Vec<Option<anyhow::Error>>) -> anyhow::Error {
+/// Of several stage failures, the one that is not merely a consequence of another
+/// (a [`pipe::PipeClosed`]); when several are, the first.
+pub fn root_cause(errors: Vec<Option<anyhow::Error>>) -> anyhow::Error {
     let mut errors: Vec<anyhow::Error> = errors.into_iter().flatten().collect();
     let root = errors
         .iter()

@@ -398,3 +398,58 @@ fn a_file_growing_during_a_files_backup_keeps_the_archive_valid() {
         file_hash(&tree.join("b-payload"))
     );
 }
+
+#[test]
+fn a_files_backup_holds_only_directories_files_and_symlinks() {
+    // docs/format.md §4.3: sockets, FIFOs and device nodes are skipped with a warning.
+    let w = World::new();
+    let tree = w.path("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("sub/a"), "a\n").unwrap();
+    symlink("sub/a", tree.join("link")).unwrap();
+    sh(&format!("mkfifo '{}'", tree.join("fifo").display()));
+    let _socket = std::os::unix::net::UnixListener::bind(tree.join("socket")).unwrap();
+    // A device node needs root (as in CI); as anyone else the rest still holds.
+    let device = sh(&format!(
+        "mknod '{}' c 1 3 2>/dev/null && echo yes || true",
+        tree.join("null").display()
+    ));
+    w.config("[[job]]\nname = \"tree\"\nsource = { kind = \"files\", path = \"tree\" }\n");
+    let out = w.vault(&["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut skipped = vec!["fifo", "socket"];
+    if device == b"yes\n" {
+        skipped.push("null");
+    }
+    for name in &skipped {
+        let path = tree.join(name);
+        assert!(
+            stderr(&out).contains(&format!("skipping {}", path.display())),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = w.command(&["restore", "tree", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let entries: Vec<(String, tar::EntryType)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            (name, e.header().entry_type())
+        })
+        .collect();
+    use tar::EntryType as T;
+    assert_eq!(
+        entries,
+        [
+            (".".to_string(), T::Directory),
+            ("link".to_string(), T::Symlink),
+            ("sub".to_string(), T::Directory),
+            ("sub/a".to_string(), T::Regular),
+        ]
+    );
+}

@@ -104,6 +104,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             to: None,
             identity: None,
             force: false,
+            keep_special_bits: false,
             create: false,
             clean: false,
             jobs: None,

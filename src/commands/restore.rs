@@ -4,9 +4,10 @@
 //! by (key, version id) from its manifest, decrypted and decompressed in one stream,
 //! and both hashes are checked before the result is put in place:
 //! - `--output FILE`: written to a private temporary file beside FILE and renamed onto
-//!   FILE only after every check passed — a failed restore never leaves a FILE;
-//! - `--to DIR` (files jobs): unpacked into a temporary sibling directory, renamed to
-//!   DIR at the end;
+//!   FILE only after every check passed — a failed restore never leaves a FILE; an
+//!   existing FILE must be a regular file (a rename would replace anything else);
+//! - `--to DIR` (files jobs): unpacked into a private temporary sibling directory,
+//!   renamed to DIR at the end; the archive is untrusted (see [`source::unpack_tar`]);
 //! - `--to` a database or a restore command: see [`server`];
 //! - `-`: streamed to stdout; on failure the exit code says the output is not to be
 //!   trusted (a pipe cannot be taken back).
@@ -15,7 +16,7 @@ mod server;
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,14 +36,21 @@ use crate::pipeline;
 use crate::progress::{Progress, Tracked};
 use crate::report::human_bytes;
 use crate::signal::interrupted;
-use crate::source;
+use crate::source::{self, UnpackOptions, Unpacked};
 use crate::store::Role;
 
 enum Destination {
-    File { path: PathBuf, force: bool },
+    File(FileTarget),
     Dir(PathBuf),
     Stdout,
     Into(Box<server::Plan>),
+}
+
+/// A file to restore into, and the flag that named it (for messages).
+struct FileTarget {
+    path: PathBuf,
+    force: bool,
+    flag: &'static str,
 }
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
@@ -50,16 +58,20 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     crate::names::validate_job_arg(&args.job).map_err(Error::config)?;
     let early = match &args.output {
         Some(path) if path.as_os_str() == "-" => Some(Destination::Stdout),
-        Some(path) => Some(Destination::File {
+        Some(path) => Some(Destination::File(FileTarget {
             path: path.clone(),
             force: args.force,
-        }),
+            flag: "--output",
+        })),
         // What --to means depends on the backup's kind: resolved below.
         None if args.to.is_some() => None,
         None => Some(Destination::Stdout),
     };
     if let Some(d) = &early {
-        check_destination(d)?;
+        check_destination(d, &args.job)?;
+        if args.keep_special_bits {
+            return Err(keep_special_bits_refused("--output or stdout").into());
+        }
         if args.create || args.clean || args.jobs.is_some() || !args.restore_arg.is_empty() {
             return Err(Error::config(
                 "--create, --clean, --jobs and --restore-arg apply to restores into a \
@@ -113,10 +125,11 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         (Some(d), _) => d,
         (None, Some(to)) => {
             let d = match server::resolve(&manifest, to, args, settings)? {
-                server::Resolved::File(path) => Destination::File {
+                server::Resolved::File(path) => Destination::File(FileTarget {
                     path,
                     force: args.force,
-                },
+                    flag: "--to",
+                }),
                 server::Resolved::Dir(dir) => Destination::Dir(dir),
                 server::Resolved::Into(plan) => {
                     // Before any download: the target exists and is empty (or --force).
@@ -125,7 +138,14 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
                     Destination::Into(plan)
                 }
             };
-            check_destination(&d)?;
+            check_destination(&d, &args.job)?;
+            if args.keep_special_bits && !matches!(d, Destination::Dir(_)) {
+                return Err(keep_special_bits_refused(&format!(
+                    "job `{}`, which holds a {} backup",
+                    args.job, manifest.source.kind
+                ))
+                .into());
+            }
             d
         }
         (None, None) => unreachable!("a destination is always chosen"),
@@ -152,9 +172,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         cancel: cancel.clone(),
     };
     let m = manifest.clone();
+    let unpack = UnpackOptions {
+        keep_special_bits: args.keep_special_bits,
+    };
     let mut task = tokio::task::spawn_blocking(move || match destination {
-        Destination::File { path, force } => to_file(object, &identities, &m, &path, force),
-        Destination::Dir(dir) => to_dir(object, &identities, &m, &dir),
+        Destination::File(target) => to_file(object, &identities, &m, &target),
+        Destination::Dir(dir) => to_dir(object, &identities, &m, &dir, unpack),
         Destination::Stdout => to_stdout(object, &identities, &m),
         Destination::Into(plan) => plan.restore(object, &identities, &m),
     });
@@ -199,22 +222,15 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_destination(destination: &Destination) -> anyhow::Result<()> {
+fn keep_special_bits_refused(not_to: &str) -> Error {
+    Error::config(format!(
+        "--keep-special-bits applies to restoring a files backup with --to DIR, not to {not_to}"
+    ))
+}
+
+fn check_destination(destination: &Destination, job: &str) -> anyhow::Result<()> {
     match destination {
-        Destination::File { path, force } => {
-            if path.is_dir() {
-                bail!(Error::config(format!(
-                    "--output {} is a directory",
-                    path.display()
-                )));
-            }
-            if path.exists() && !force {
-                bail!(Error::config(format!(
-                    "--output {} exists; pass --force to replace it",
-                    path.display()
-                )));
-            }
-        }
+        Destination::File(target) => check_file(target, job)?,
         Destination::Dir(dir) => {
             if dir.exists() {
                 let empty = fs::read_dir(dir)
@@ -239,6 +255,58 @@ fn check_destination(destination: &Destination) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses an existing FILE that is not a regular file, and (without `--force`) one
+/// that is. FILE is put in place by renaming a new file onto it, which replaces
+/// whatever is there: for a device, a FIFO or a socket that would swap the node itself
+/// for a regular file (`--output /dev/null --force` as root would replace /dev/null).
+/// A symlink is refused even when it points to a regular file: the rename would replace
+/// the link and leave its target untouched, and following it instead would write
+/// wherever the link's owner points it, decided after this check.
+fn check_file(target: &FileTarget, job: &str) -> anyhow::Result<()> {
+    let FileTarget { path, force, flag } = target;
+    let shown = path.display();
+    let kind = match fs::symlink_metadata(path) {
+        Ok(md) => md.file_type(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!(Error::config(format!("{flag} {shown}: {e}"))),
+    };
+    if kind.is_file() {
+        if !force {
+            bail!(Error::config(format!(
+                "{flag} {shown} exists; pass --force to replace it"
+            )));
+        }
+        return Ok(());
+    }
+    if kind.is_dir() {
+        bail!(Error::config(format!(
+            "{flag} {shown} is a directory: give the path of the file to create"
+        )));
+    }
+    let what = if kind.is_symlink() {
+        "a symlink"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    let hint = if kind.is_symlink() {
+        "give the path of a regular file (vault would replace the link, not what it points to)"
+    } else {
+        "vault only replaces regular files"
+    };
+    bail!(Error::config(format!(
+        "{flag} {shown} is {what}: {hint}; to write the dump into a pipe, a device or \
+         another program, stream it: `vault restore {job} - > {shown}`"
+    )))
 }
 
 /// A temporary path that is removed unless kept.
@@ -277,9 +345,9 @@ fn to_file(
     object: impl Read,
     identities: &Identities,
     manifest: &Manifest,
-    path: &Path,
-    force: bool,
+    target: &FileTarget,
 ) -> anyhow::Result<String> {
+    let path = &target.path;
     let mut partial = partial_beside(path)?;
     let file = fs::OpenOptions::new()
         .write(true)
@@ -291,12 +359,14 @@ fn to_file(
     pipeline::restore(object, identities, &manifest.expected(), &mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    if !force && path.exists() {
+    // Checked again: something may have appeared at FILE during the restore.
+    if !target.force && fs::symlink_metadata(path).is_ok() {
         bail!(Error::config(format!(
             "{} appeared during the restore; pass --force to replace it",
             path.display()
         )));
     }
+    check_file(target, &manifest.job)?;
     fs::rename(&partial.path, path)
         .with_context(|| format!("cannot move the restored file to {}", path.display()))?;
     partial.keep = true;
@@ -308,26 +378,36 @@ fn to_dir(
     identities: &Identities,
     manifest: &Manifest,
     dir: &Path,
+    options: UnpackOptions,
 ) -> anyhow::Result<String> {
     let mut partial = partial_beside(dir)?;
-    fs::create_dir(&partial.path)
+    // Private while it fills: nobody else may use a file before its mode is final.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&partial.path)
         .with_context(|| format!("cannot create {}", partial.path.display()))?;
     let (mut tar_in, mut tar_out) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
     let unpack_dir = partial.path.clone();
-    let unpacker = std::thread::spawn(move || -> anyhow::Result<()> {
-        source::unpack_tar(&mut tar_out, &unpack_dir)?;
+    let unpacker = std::thread::spawn(move || -> anyhow::Result<Unpacked> {
+        let report = source::unpack_tar(&mut tar_out, &unpack_dir, options)?;
         // Drain the zero padding after the end-of-archive blocks.
         io::copy(&mut tar_out, &mut io::sink())?;
-        Ok(())
+        Ok(report)
     });
     let restored = pipeline::restore(object, identities, &manifest.expected(), &mut tar_in)
         .and_then(|()| tar_in.finish().map_err(Into::into));
     let unpacked = unpacker
         .join()
         .map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
-    // A data error is the root cause of any unpacking error it led to.
-    restored?;
-    unpacked?;
+    let report = match (restored, unpacked) {
+        (Ok(()), Ok(report)) => report,
+        // The side that failed on its own is the cause; the other only saw the pipe
+        // between them close, and which of the two gets there first is down to timing.
+        // A data error comes first, so it wins over an unpacking error it led to.
+        (restored, unpacked) => {
+            return Err(pipeline::root_cause(vec![restored.err(), unpacked.err()]));
+        }
+    };
     if dir.exists() {
         fs::remove_dir(dir)
             .with_context(|| format!("cannot replace the empty {}", dir.display()))?;
@@ -335,7 +415,56 @@ fn to_dir(
     fs::rename(&partial.path, dir)
         .with_context(|| format!("cannot move the restored tree to {}", dir.display()))?;
     partial.keep = true;
+    warn_about_unpacked(&report);
     Ok(dir.display().to_string())
+}
+
+/// One line per entry left out (up to the report's limit), one for all modes changed.
+fn warn_about_unpacked(report: &Unpacked) {
+    let skipped = &report.skipped;
+    for entry in &skipped.first {
+        eprintln!(
+            "warning: skipped {}: {} (vault restores files, directories and links only)",
+            entry.path.display(),
+            entry.what
+        );
+    }
+    if skipped.total > skipped.first.len() {
+        eprintln!(
+            "warning: skipped {} more device, FIFO or unknown entries",
+            skipped.total - skipped.first.len()
+        );
+    }
+    let stripped = &report.stripped;
+    if stripped.total == 0 {
+        return;
+    }
+    let mut named: Vec<String> = stripped
+        .first
+        .iter()
+        .map(|e| format!("{} {:04o} -> {:04o}", e.path.display(), e.asked, e.given))
+        .collect();
+    if stripped.total > named.len() {
+        named.push(format!("and {} more", stripped.total - named.len()));
+    }
+    let (not_restored, hint) = if report.lost_special_bits {
+        (
+            "world-write, setuid, setgid and sticky are",
+            "; pass --keep-special-bits to keep setuid, setgid and sticky",
+        )
+    } else {
+        ("world-write is", "")
+    };
+    let entries = if stripped.total == 1 {
+        "entry"
+    } else {
+        "entries"
+    };
+    eprintln!(
+        "warning: mode bits removed from {} {entries} ({not_restored} not restored): {}{hint}",
+        stripped.total,
+        named.join(", ")
+    );
 }
 
 fn to_stdout(

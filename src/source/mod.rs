@@ -25,7 +25,7 @@ pub use engines::{
     MysqlSource, PasswordFrom, PgPart, PostgresSource, RedisSource, check_no_password_in_url,
     redact_url, url_without_database,
 };
-pub use files::unpack as unpack_tar;
+pub use files::{UnpackOptions, Unpacked, unpack as unpack_tar};
 pub use properties::{DatabaseProperties, LocaleProvider, MysqlProperties, PgProperties};
 pub use scratch::Scratch;
 pub use spec::Spec;
