@@ -127,15 +127,23 @@ where
         attempts: 3,
         ..Retry::default()
     };
+    let mut tries = 0;
     let answered = retry
-        .run(what, || {
+        .run(|| {
+            tries += 1;
+            let last = tries == retry.attempts;
             let sent = send();
             async move {
                 match observe(sent.await) {
-                    (Observed::Unknown(message), _, true) => Err(Error::Store {
-                        message,
+                    // The retry's warning names the probe; the row keeps the answer alone.
+                    (Observed::Unknown(detail), _, true) if !last => Err(Error::Store {
+                        message: format!("{what}: {detail}"),
                         retryable: true,
                     }),
+                    (Observed::Unknown(detail), _, true) => Ok((
+                        Observed::Unknown(format!("{detail} (gave up after {tries} attempts)")),
+                        None,
+                    )),
                     (observed, out, _) => Ok((observed, out)),
                 }
             }

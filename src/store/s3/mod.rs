@@ -43,7 +43,7 @@ use crate::retry::Retry;
 /// Defined before the modules that send requests, so that they see it.
 macro_rules! send {
     ($retry:expr, $role:expr, $what:expr, $build:expr) => {
-        $retry.run($what, || {
+        $retry.run(|| {
             let req = $build;
             async {
                 req.send()

@@ -12,7 +12,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
 
 use super::auth::{self, Identity};
-use super::errors::credentials_failure;
+use super::errors::{credentials_failure, sources};
 use super::target::S3Target;
 use crate::error::Error;
 use crate::store::Role;
@@ -76,7 +76,7 @@ impl Session {
         provider.provide_credentials().await.map_err(|e| {
             let message = format!(
                 "no usable credentials for the {name} identity: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
+                sources(&e)
             );
             credentials_failure(&e, message)
         })
