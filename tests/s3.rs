@@ -821,3 +821,50 @@ fn identities_can_be_assumed_roles_and_web_identities() {
         );
     });
 }
+
+/// A backup of a few parts for the tests below: job `big`, a 20 MiB input (three 8 MiB
+/// parts), backed up once; the input's path.
+fn one_multipart_backup(w: &S3World) -> std::path::PathBuf {
+    let big = w.world.path("big.bin");
+    write_mixed(&big, 20 << 20, 13);
+    w.config(
+        "",
+        &format!(
+            "[[job]]\nname = \"big\"\nsource = {{ kind = \"command\", command = [\"cat\", \"{}\"] }}\n",
+            big.display()
+        ),
+    );
+    w.ok(&["backup", "big"]);
+    big
+}
+
+/// Point 13: vault checks the blake3 of what it reads, so the SDK's own response
+/// checksum validation is off; it used to print, on every read of a multipart object,
+/// `WARN This checksum is a part-level checksum which can't be validated`. Verify
+/// (plain and deep) and restore of a multipart backup print vault's lines only.
+#[test]
+fn reads_of_a_multipart_backup_print_no_sdk_checksum_warning() {
+    let w = S3World::new(LockSetup::PerObject);
+    let big = one_multipart_backup(&w);
+    let restored = w.world.path("big.restored");
+    for args in [
+        vec!["verify", "big"],
+        vec!["verify", "--deep", "big"],
+        vec![
+            "restore",
+            "big",
+            "--latest",
+            "--output",
+            restored.to_str().unwrap(),
+        ],
+    ] {
+        let out = w.vault(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{args:?}: {err}");
+        assert!(
+            !err.contains("WARN") && !err.to_lowercase().contains("checksum"),
+            "{args:?} printed the SDK's checksum warning: {err}"
+        );
+    }
+    assert_eq!(file_hash(&restored), file_hash(&big));
+}

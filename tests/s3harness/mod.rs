@@ -403,9 +403,13 @@ impl S3World {
                 cmd.env_remove(k);
             }
         }
+        // Empty AWS config files rather than missing ones, which the SDK warns about on
+        // stderr (the tests read stderr for vault's own lines).
+        let empty = self.world.path("aws-empty-config");
+        std::fs::write(&empty, "").unwrap();
         cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+            .env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty);
         for (role, keys) in [
             ("WRITER", &self.ids.writer),
             ("VERIFIER", &self.ids.verifier),
