@@ -868,3 +868,26 @@ fn reads_of_a_multipart_backup_print_no_sdk_checksum_warning() {
     }
     assert_eq!(file_hash(&restored), file_hash(&big));
 }
+
+/// Point 9: in bucket-default mode into a bucket without versioning (and so without
+/// Object Lock), S3 accepts the uploads and returns no version id: nothing was
+/// locked. The store refuses to count them as written, so no manifest is written and
+/// the backup fails with exit 3 saying so, for a single PutObject (`small`) and a
+/// multipart upload (`big`) alike.
+#[test]
+fn a_bucket_default_backup_into_an_unversioned_bucket_fails_without_a_manifest() {
+    let w = S3World::unversioned(LockSetup::BucketDefault { days: 3 });
+    two_jobs(&w);
+    for job in ["small", "big"] {
+        let out = w.vault(&["backup", job]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), EXIT_INTEGRITY, "{job}: {err}");
+        assert!(
+            err.contains("no version id")
+                && err.contains("versioning is off")
+                && err.contains("nothing was locked"),
+            "{job}: {err}"
+        );
+        assert!(w.manifests(job).is_empty(), "{job}: a manifest was written");
+    }
+}

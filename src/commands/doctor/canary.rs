@@ -22,7 +22,7 @@ use super::{Doctor, LockSeen, RESERVED, at};
 use crate::error::{Error, ExitCode};
 use crate::retention::{LockMode, LockSource, Period};
 use crate::store::Role;
-use crate::store::s3::smithy_time;
+use crate::store::s3::{smithy_time, versioned};
 
 /// How long a per-object canary is locked: long enough to finish the probes, short
 /// enough that canaries do not pile up locked.
@@ -156,7 +156,7 @@ impl Doctor<'_> {
             }
             return;
         };
-        let Some(version_id) = out.version_id else {
+        let Some(version_id) = versioned(out.version_id) else {
             self.problem(
                 ExitCode::Integrity,
                 "the bucket gave the canary no version id: versioning is off, so the \
