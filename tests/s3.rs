@@ -184,7 +184,7 @@ fn per_object_locks_backup_list_verify_restore() {
     assert!(parts >= 4, "{parts} parts");
 }
 
-/// Acceptance 2 and 5 in bucket-default mode: no lock headers, PutObject alone.
+/// Acceptance 2 and 5 in bucket-default mode: no lock headers, no retention permission.
 #[test]
 fn bucket_default_retention_backup_with_put_object_alone() {
     let w = S3World::new(LockSetup::BucketDefault { days: 3 });
