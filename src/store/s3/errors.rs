@@ -66,6 +66,8 @@ impl Failure {
         let Some(status) = self.status.filter(|_| self.stage == Stage::Answered) else {
             return self.context.clone();
         };
+        // The SDK's status type has no reason phrases; reqwest re-exports `http`'s,
+        // which has.
         let name = self.code.clone().or_else(|| {
             reqwest::StatusCode::from_u16(status)
                 .ok()
