@@ -152,7 +152,8 @@ pub enum LockSource {
     #[default]
     PerObject,
     /// vault sends no lock headers; the bucket's default retention applies, one length
-    /// for every backup. The writer needs `s3:PutObject` alone.
+    /// for every backup. The writer needs no retention permission (`s3:PutObject` and
+    /// `s3:AbortMultipartUpload` only).
     BucketDefault,
 }
 

@@ -6,6 +6,10 @@
 //! (AccessDenied), a missing object or an existing key is answered at once. The SDK's
 //! own retries are off, so that no request is retried twice over.
 //!
+//! The errors an operation returns name their request (every error in vault does), so
+//! a retry's warning is the error as it is, then the pause and the attempt: one line
+//! that says the request once.
+//!
 //! A leaf: imports only `error`; used by `store/s3` (per request) and `notify`.
 
 use std::future::Future;
@@ -48,8 +52,9 @@ impl Retry {
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or the attempts
-    /// are used up (then the last error is returned, saying how many were made).
-    pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Error>
+    /// are used up (then the last error is returned, saying how many were made). The
+    /// errors of `op` name its request; each retry is a warning ([`warning`]).
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -61,12 +66,7 @@ impl Retry {
                 Err(e) if e.is_retryable() && failed + 1 < self.attempts => {
                     let pause = self.backoff(failed);
                     failed += 1;
-                    tracing::warn!(
-                        "{what}: {e}; retrying in {:.1}s (attempt {} of {})",
-                        pause.as_secs_f64(),
-                        failed + 1,
-                        self.attempts
-                    );
+                    tracing::warn!("{}", warning(&e, pause, failed + 1, self.attempts));
                     tokio::time::sleep(pause).await;
                 }
                 Err(Error::Store { message, retryable }) if retryable => {
@@ -79,6 +79,15 @@ impl Retry {
             }
         }
     }
+}
+
+/// The warning before attempt `next` of `attempts`, `pause` from now: the error as it
+/// is, since it names its request, then when the next attempt comes.
+pub fn warning(err: &Error, pause: Duration, next: u32, attempts: u32) -> String {
+    format!(
+        "{err}; retrying in {:.1}s (attempt {next} of {attempts})",
+        pause.as_secs_f64()
+    )
 }
 
 #[cfg(test)]
@@ -98,7 +107,7 @@ mod tests {
     async fn retryable_errors_are_retried_until_success() {
         let calls = AtomicU32::new(0);
         let out = quick()
-            .run("put", || async {
+            .run(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(Error::Store {
                         message: "503 SlowDown".into(),
@@ -117,7 +126,7 @@ mod tests {
     async fn attempts_are_bounded() {
         let calls = AtomicU32::new(0);
         let out: Result<(), _> = quick()
-            .run("put", || async {
+            .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(Error::Store {
                     message: "connection reset".into(),
@@ -143,7 +152,7 @@ mod tests {
             let calls = AtomicU32::new(0);
             let mut err = Some(err);
             let out: Result<(), _> = quick()
-                .run("get", || {
+                .run(|| {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let e = err.take().expect("called once");
                     async move { Err(e) }
@@ -161,5 +170,25 @@ mod tests {
             let ceiling = r.base.saturating_mul(1 << failed.min(20)).min(r.cap);
             assert!(r.backoff(failed) <= ceiling);
         }
+    }
+
+    /// Point 14: the warning says the request once (its error names it), then the
+    /// pause and the attempt, on one line.
+    #[test]
+    fn a_retry_warning_says_the_request_once() {
+        let err = Error::Store {
+            message: "UploadPart s3://b/x part 2: 503 SlowDown: Please reduce your request \
+                      rate. (as the writer identity)"
+                .into(),
+            retryable: true,
+        };
+        let text = warning(&err, Duration::from_millis(1234), 2, 6);
+        assert_eq!(
+            text,
+            "UploadPart s3://b/x part 2: 503 SlowDown: Please reduce your request rate. \
+             (as the writer identity); retrying in 1.2s (attempt 2 of 6)"
+        );
+        assert_eq!(text.matches("UploadPart").count(), 1, "{text}");
+        assert!(!text.contains('\n'), "{text}");
     }
 }

@@ -64,3 +64,91 @@ fn bucket_policy_denies_insecure_transport_version_deletes_bypass_and_long_reten
 fn identity_policies_are_least_privilege_with_explicit_denies_and_no_conditions() {
     run_check("identity-policies");
 }
+
+/// The writer's permissions of each lock mode, as the documents name them, are the
+/// actions its policy file allows: docs/iam.md's "Writer policy" row and the `lock` key
+/// of docs/config.md (`s3:AbortMultipartUpload` in both modes: a failed upload is
+/// aborted).
+#[test]
+fn docs_name_each_lock_modes_writer_permissions_as_its_policy_allows_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |rel: &str| {
+        std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    };
+    // The `s3:Action` names in a piece of text, sorted and deduplicated.
+    let actions_in = |text: &str| {
+        let mut found: Vec<String> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+            .filter(|w| w.starts_with("s3:") && w.len() > 3)
+            .map(str::to_string)
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let allowed = |file: &str| {
+        let policy: serde_json::Value =
+            serde_json::from_str(&read(&format!("deploy/iam/{file}"))).unwrap();
+        let mut found: Vec<String> = Vec::new();
+        for s in policy["Statement"].as_array().unwrap() {
+            if s["Effect"] == "Allow" {
+                match &s["Action"] {
+                    serde_json::Value::String(a) => found.push(a.clone()),
+                    other => found.extend(
+                        other
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| a.as_str().unwrap().to_string()),
+                    ),
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    };
+    let (per_object, bucket_default) = (
+        allowed("writer.json"),
+        allowed("writer-bucket-default.json"),
+    );
+
+    let config = read("docs/config.md");
+    let lock = config
+        .lines()
+        .find(|l| l.starts_with("| `lock` |"))
+        .expect("docs/config.md has a `lock` row");
+    let (before, after) = lock
+        .split_once("`\"bucket-default\"`:")
+        .expect("the `lock` row explains \"bucket-default\"");
+    assert_eq!(
+        actions_in(before),
+        per_object,
+        "docs/config.md, lock = \"per-object\": {before}"
+    );
+    assert_eq!(
+        actions_in(after),
+        bucket_default,
+        "docs/config.md, lock = \"bucket-default\": {after}"
+    );
+
+    let iam = read("docs/iam.md");
+    let row: Vec<&str> = iam
+        .lines()
+        .find(|l| l.starts_with("| Writer policy |"))
+        .expect("docs/iam.md has a Writer policy row")
+        .split(" | ")
+        .collect();
+    assert_eq!(
+        actions_in(row[1]),
+        per_object,
+        "docs/iam.md, per-object: {}",
+        row[1]
+    );
+    assert_eq!(
+        actions_in(row[2]),
+        bucket_default,
+        "docs/iam.md, bucket-default: {}",
+        row[2]
+    );
+}

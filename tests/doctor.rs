@@ -620,3 +620,55 @@ fn local_targets_and_missing_credentials() {
         stderr(&out)
     );
 }
+
+/// Point 10: per-object mode on a bucket without Object Lock. S3 refuses the canary's
+/// lock headers (`Bucket is missing ObjectLockConfiguration`) and a reader's
+/// GetObjectLockConfiguration confirms that the bucket has none: that is reported
+/// first, as not safe, in S3's own words, and the checks that could not be made for
+/// want of a canary are not listed as problems of their own.
+#[test]
+fn a_bucket_without_object_lock_is_reported_first_as_not_safe() {
+    let w = S3World::unversioned(LockSetup::PerObject);
+    configured(&w);
+    let (out, report) = doctor(&w, &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), EXIT_INTEGRITY, "{err}\n{report:#}");
+    let problems = report["problems"].as_array().unwrap();
+    let first = &problems[0];
+    assert_eq!(first["kind"], "not-safe", "{problems:#?}");
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.contains("no Object Lock")
+            && message.contains("Bucket is missing ObjectLockConfiguration")
+            && message.contains("GetObjectLockConfiguration"),
+        "{message}"
+    );
+    assert!(
+        problems.iter().all(|p| p["kind"] != "cannot-check"),
+        "derived problems listed: {problems:#?}"
+    );
+    assert!(
+        err.contains("the vault is not safe")
+            && err.contains("Bucket is missing ObjectLockConfiguration"),
+        "{err}"
+    );
+    // The matrix still shows what was and was not probed.
+    assert!(
+        report["matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["observed"] == "not-probed"),
+        "{report:#}"
+    );
+    let human = w.vault(&["doctor"]);
+    let text = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert_eq!(code(&human), EXIT_INTEGRITY, "{text}");
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("problems"))
+        .skip(1)
+        .collect();
+    assert_eq!(listed.len(), 1, "{text}");
+    assert!(listed[0].contains("[not-safe]"), "{text}");
+}

@@ -184,7 +184,7 @@ fn per_object_locks_backup_list_verify_restore() {
     assert!(parts >= 4, "{parts} parts");
 }
 
-/// Acceptance 2 and 5 in bucket-default mode: no lock headers, PutObject alone.
+/// Acceptance 2 and 5 in bucket-default mode: no lock headers, no retention permission.
 #[test]
 fn bucket_default_retention_backup_with_put_object_alone() {
     let w = S3World::new(LockSetup::BucketDefault { days: 3 });
@@ -820,4 +820,74 @@ fn identities_can_be_assumed_roles_and_web_identities() {
                 .await,
         );
     });
+}
+
+/// A backup of a few parts for the tests below: job `big`, a 20 MiB input (three 8 MiB
+/// parts), backed up once; the input's path.
+fn one_multipart_backup(w: &S3World) -> std::path::PathBuf {
+    let big = w.world.path("big.bin");
+    write_mixed(&big, 20 << 20, 13);
+    w.config(
+        "",
+        &format!(
+            "[[job]]\nname = \"big\"\nsource = {{ kind = \"command\", command = [\"cat\", \"{}\"] }}\n",
+            big.display()
+        ),
+    );
+    w.ok(&["backup", "big"]);
+    big
+}
+
+/// Point 13: vault checks the blake3 of what it reads, so the SDK's own response
+/// checksum validation is off; it used to print, on every read of a multipart object,
+/// `WARN This checksum is a part-level checksum which can't be validated`. Verify
+/// (plain and deep) and restore of a multipart backup print vault's lines only.
+#[test]
+fn reads_of_a_multipart_backup_print_no_sdk_checksum_warning() {
+    let w = S3World::new(LockSetup::PerObject);
+    let big = one_multipart_backup(&w);
+    let restored = w.world.path("big.restored");
+    for args in [
+        vec!["verify", "big"],
+        vec!["verify", "--deep", "big"],
+        vec![
+            "restore",
+            "big",
+            "--latest",
+            "--output",
+            restored.to_str().unwrap(),
+        ],
+    ] {
+        let out = w.vault(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{args:?}: {err}");
+        assert!(
+            !err.contains("WARN") && !err.to_lowercase().contains("checksum"),
+            "{args:?} printed the SDK's checksum warning: {err}"
+        );
+    }
+    assert_eq!(file_hash(&restored), file_hash(&big));
+}
+
+/// Point 9: in bucket-default mode into a bucket without versioning (and so without
+/// Object Lock), S3 accepts the uploads and returns no version id: nothing was
+/// locked. The store refuses to count them as written, so no manifest is written and
+/// the backup fails with exit 3 saying so, for a single PutObject (`small`) and a
+/// multipart upload (`big`) alike.
+#[test]
+fn a_bucket_default_backup_into_an_unversioned_bucket_fails_without_a_manifest() {
+    let w = S3World::unversioned(LockSetup::BucketDefault { days: 3 });
+    two_jobs(&w);
+    for job in ["small", "big"] {
+        let out = w.vault(&["backup", job]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), EXIT_INTEGRITY, "{job}: {err}");
+        assert!(
+            err.contains("no version id")
+                && err.contains("versioning is off")
+                && err.contains("nothing was locked"),
+            "{job}: {err}"
+        );
+        assert!(w.manifests(job).is_empty(), "{job}: a manifest was written");
+    }
 }

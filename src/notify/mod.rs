@@ -73,7 +73,7 @@ async fn send(
     })?;
     patience
         .retry
-        .run("notify", || {
+        .run(|| {
             let mut request = client
                 .request(method.clone(), target.url.clone())
                 .header(CONTENT_TYPE, content_type)
@@ -292,5 +292,23 @@ mod tests {
             "{err}"
         );
         assert_eq!(accepted.join().unwrap(), 1, "one attempt only: {err}");
+    }
+
+    /// Point 14: a retry's warning is the attempt's error, which names the ping and
+    /// its URL, then the pause: the request said once, on one line.
+    #[tokio::test]
+    async fn a_retry_warning_names_the_ping_once() {
+        let r = Receiver::with_response(503, "busy");
+        let target = Target::parse(&format!("{}/ping/abc", r.url)).unwrap();
+        let what = format!("start ping to {}", target.shown);
+        let client = https::client(&target.url).unwrap();
+        let request = client.request(Method::POST, target.url.clone());
+        let err = attempt(request, &what, QUICK.timeout).await.unwrap_err();
+        assert_eq!(
+            crate::retry::warning(&err, Duration::from_millis(300), 2, 3),
+            format!(
+                "{what}: HTTP 503 Service Unavailable: busy; retrying in 0.3s (attempt 2 of 3)"
+            )
+        );
     }
 }

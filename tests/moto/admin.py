@@ -8,6 +8,9 @@ Commands:
     create-bucket NAME [--default-mode COMPLIANCE|GOVERNANCE (--default-days N | --default-years N)]
         A bucket with Object Lock enabled (and so versioning), optionally with a default
         retention rule. Prints {"bucket": NAME}.
+    create-bucket NAME --no-object-lock
+        A plain bucket: no Object Lock, versioning never enabled (what a vault must
+        refuse). Prints {"bucket": NAME}.
     create-user NAME (--policy FILE | --policy-json JSON)... [--var KEY=VALUE ...]
         An IAM user with each FILE (a JSON policy document, every ${KEY} replaced by
         VALUE) as an inline policy named after the file's stem, each --policy-json
@@ -57,7 +60,12 @@ def create_bucket(args: argparse.Namespace) -> dict:
         raise Failure("--default-mode needs --default-days or --default-years, and they need it")
     if args.default_days and args.default_years:
         raise Failure("give --default-days or --default-years, not both")
+    if args.no_object_lock and args.default_mode:
+        raise Failure("a bucket without Object Lock has no default retention")
     s3 = client(args, "s3")
+    if args.no_object_lock:
+        s3.create_bucket(Bucket=args.name)
+        return {"bucket": args.name}
     s3.create_bucket(Bucket=args.name, ObjectLockEnabledForBucket=True)
     if args.default_mode:
         period = {"Days": args.default_days} if args.default_days else {"Years": args.default_years}
@@ -163,6 +171,7 @@ def main() -> int:
     bucket.add_argument("--default-mode", choices=["COMPLIANCE", "GOVERNANCE"])
     bucket.add_argument("--default-days", type=int)
     bucket.add_argument("--default-years", type=int)
+    bucket.add_argument("--no-object-lock", action="store_true", help="a plain bucket, unversioned")
     bucket.set_defaults(run=create_bucket)
 
     user = commands.add_parser("create-user", help="IAM user with inline policies and an access key")

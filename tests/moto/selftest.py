@@ -789,6 +789,26 @@ def expire_lock(c: Ctx) -> None:
     expect(hook(f"bucket={LOCK}&key=hook/obj&versionId={version}", "GET") == 405, "expire-lock by GET")
 
 
+@check("unversioned bucket (stock moto, admin.py --no-object-lock)")
+def unversioned(c: Ctx) -> None:
+    # What vault relies on to refuse such a bucket, as AWS answers: no version id for a
+    # new object (moto's CompleteMultipartUpload says "null", which vault reads alike),
+    # lock headers refused, no lock configuration.
+    b = "vault-unversioned"
+    expect(json.loads(c.admin_cli("create-bucket", b, "--no-object-lock").stdout) == {"bucket": b}, "create-bucket")
+    done = c.admin_cli("create-bucket", "vault-nonsense", "--no-object-lock", "--default-mode", "COMPLIANCE",
+                       "--default-days", "1", check=False)
+    expect(done.returncode != 0, "--no-object-lock with a default retention was accepted")
+    expect(c.admin.get_bucket_versioning(Bucket=b).get("Status") is None, "the bucket is versioned")
+    put = c.admin.put_object(Bucket=b, Key="k", Body=b"x", ChecksumAlgorithm="CRC32")
+    expect(put.get("VersionId") is None, f"PutObject answered version {put.get('VersionId')}")
+    completed = c.multipart(c.admin, b, "m")
+    expect(completed.get("VersionId") in (None, "null"), f"CompleteMultipartUpload: {completed.get('VersionId')}")
+    expect_error("InvalidRequest", 400, c.admin.put_object, Bucket=b, Key="l", Body=b"x", ChecksumAlgorithm="CRC32",
+                 ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=now() + DAY)
+    expect_error("ObjectLockConfigurationNotFoundError", 404, c.admin.get_object_lock_configuration, Bucket=b)
+
+
 @check("--without PATCH")
 def without(c: Ctx) -> None:
     done = subprocess.run([sys.executable, str(HERE / "server.py"), "--without", "no-such-patch"],

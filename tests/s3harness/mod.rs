@@ -133,6 +133,11 @@ impl Moto {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A plain bucket: no Object Lock, versioning never enabled.
+    pub fn create_unversioned_bucket(&self, name: &str) {
+        self.admin_py(&["create-bucket", name, "--no-object-lock"]);
+    }
+
     /// A bucket with Object Lock (and so versioning), with an optional default retention.
     pub fn create_bucket(&self, name: &str, default: Option<(&str, u32)>) {
         let mut args = vec!["create-bucket", name];
@@ -335,15 +340,30 @@ impl S3World {
     /// Like [`S3World::new`] on a server started by the caller (e.g. with
     /// [`Moto::start_without`]).
     pub fn with_moto(setup: LockSetup, moto: Moto) -> S3World {
+        let default = match setup {
+            LockSetup::PerObject => None,
+            LockSetup::BucketDefault { days } => Some(("COMPLIANCE", days)),
+        };
+        S3World::on_bucket(setup, moto, |moto, bucket| {
+            moto.create_bucket(bucket, default)
+        })
+    }
+
+    /// Like [`S3World::new`], for a vault configured as `setup`, on a bucket without
+    /// Object Lock and without versioning: a bucket vault must refuse.
+    pub fn unversioned(setup: LockSetup) -> S3World {
+        S3World::on_bucket(setup, Moto::start(), Moto::create_unversioned_bucket)
+    }
+
+    /// The bucket made by `create`, its users with the policies for `setup`.
+    fn on_bucket(setup: LockSetup, moto: Moto, create: impl FnOnce(&Moto, &str)) -> S3World {
         let world = World::new();
         let bucket = "vault-test".to_string();
-        let (default, writer_policy) = match setup {
-            LockSetup::PerObject => (None, "writer"),
-            LockSetup::BucketDefault { days } => {
-                (Some(("COMPLIANCE", days)), "writer-bucket-default")
-            }
+        let writer_policy = match setup {
+            LockSetup::PerObject => "writer",
+            LockSetup::BucketDefault { .. } => "writer-bucket-default",
         };
-        moto.create_bucket(&bucket, default);
+        create(&moto, &bucket);
         let ids = Identities {
             writer: moto.create_user("vault-writer", &[writer_policy], &bucket),
             verifier: moto.create_user("vault-verifier", &["verifier"], &bucket),
@@ -403,9 +423,13 @@ impl S3World {
                 cmd.env_remove(k);
             }
         }
+        // Empty AWS config files rather than missing ones, which the SDK warns about on
+        // stderr (the tests read stderr for vault's own lines).
+        let empty = self.world.path("aws-empty-config");
+        std::fs::write(&empty, "").unwrap();
         cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+            .env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty);
         for (role, keys) in [
             ("WRITER", &self.ids.writer),
             ("VERIFIER", &self.ids.verifier),

@@ -12,17 +12,20 @@ use aws_sdk_s3::operation::get_object_retention::builders::GetObjectRetentionFlu
 use aws_sdk_s3::operation::put_object_retention::builders::PutObjectRetentionFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+    ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode, ObjectLockRetention,
+    ObjectLockRetentionMode,
 };
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use super::identities::Ident;
 use super::matrix::{self, Expect};
+use super::probe::attempt_saying;
 use super::{Doctor, LockSeen, RESERVED, at};
 use crate::error::{Error, ExitCode};
 use crate::retention::{LockMode, LockSource, Period};
 use crate::store::Role;
-use crate::store::s3::smithy_time;
+use crate::store::s3::errors::Failure;
+use crate::store::s3::{smithy_time, versioned};
 
 /// How long a per-object canary is locked: long enough to finish the probes, short
 /// enough that canaries do not pile up locked.
@@ -101,8 +104,10 @@ impl Aim {
 }
 
 impl Doctor<'_> {
-    /// The writer puts the canary exactly as it puts a backup.
-    pub(super) async fn put_canary(&mut self, w: &Ident) {
+    /// The writer puts the canary exactly as it puts a backup. The bucket's refusal,
+    /// if it refused it after authorising the writer, is returned to be explained
+    /// ([`Doctor::canary_refused`]).
+    pub(super) async fn put_canary(&mut self, w: &Ident) -> Option<Failure> {
         let now = Utc::now();
         let key = format!(
             "{}{}-{:08x}.canary",
@@ -124,8 +129,8 @@ impl Doctor<'_> {
         let target = self.target;
         let bucket = &target.bucket;
         let conditional = target.conditional_writes;
-        let (observed, out) = self
-            .probe(w, matrix::PUT, Expect::Allowed, || {
+        let (observed, out, failure) = self
+            .probe_saying(w, matrix::PUT, Expect::Allowed, || {
                 w.s3()
                     .put_object()
                     .bucket(bucket)
@@ -139,31 +144,16 @@ impl Doctor<'_> {
             })
             .await;
         let Some(out) = out else {
-            if observed.is_allowed() {
-                self.problem(
-                    ExitCode::Failure,
-                    format!(
-                        "the bucket refused the canary ({}): a backup would fail the same \
-                         way{}",
-                        observed.detail(),
-                        if sent.is_some() {
-                            "; does the bucket have Object Lock?"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-            }
-            return;
+            return failure.filter(|_| observed.is_allowed());
         };
-        let Some(version_id) = out.version_id else {
+        let Some(version_id) = versioned(out.version_id) else {
             self.problem(
                 ExitCode::Integrity,
                 "the bucket gave the canary no version id: versioning is off, so the \
                  bucket has no Object Lock and backups can be overwritten or deleted"
                     .into(),
             );
-            return;
+            return None;
         };
         // AWS refuses lock headers on a bucket without Object Lock.
         self.lock_confirmed = sent.is_some();
@@ -175,6 +165,60 @@ impl Doctor<'_> {
             sent,
             put_at: now,
         });
+        None
+    }
+
+    /// The bucket refused the canary, as it would refuse a backup. With lock headers
+    /// sent, the likely cause is a bucket without Object Lock, where S3 refuses them: a
+    /// reader's GetObjectLockConfiguration confirms it, and then that is the finding,
+    /// not safe, in S3's words. Otherwise the refusal is reported as it came.
+    pub(super) async fn canary_refused(&mut self, refusal: &Failure, readers: &[&Ident]) {
+        let refused = refusal.summary();
+        let lock_sent = self.settings.retention.source == LockSource::PerObject;
+        let reader = readers.iter().find(|r| r.unusable.is_none());
+        if lock_sent && let Some(r) = reader {
+            let who = r.role().as_str();
+            let bucket = &self.target.bucket;
+            let what = format!("GetObjectLockConfiguration as the {who}");
+            let (observed, out, failure) = attempt_saying(&what, || {
+                r.s3().get_object_lock_configuration().bucket(bucket).send()
+            })
+            .await;
+            let enabled = out
+                .and_then(|o| o.object_lock_configuration)
+                .and_then(|c| c.object_lock_enabled);
+            let none = match (&failure, enabled) {
+                (Some(f), _)
+                    if f.code.as_deref() == Some("ObjectLockConfigurationNotFoundError") =>
+                {
+                    Some(f.summary())
+                }
+                (None, e) if observed.is_accepted() && e != Some(ObjectLockEnabled::Enabled) => {
+                    Some("a configuration without ObjectLockEnabled".into())
+                }
+                _ => None,
+            };
+            if let Some(none) = none {
+                self.no_object_lock = Some(format!(
+                    "the bucket has no Object Lock, so nothing in it can be locked: S3 refused \
+                     the canary's lock headers ({refused}), and GetObjectLockConfiguration as \
+                     the {who} answered {none}; put the vault in a bucket created with Object \
+                     Lock (iam.md §5)"
+                ));
+                return;
+            }
+        }
+        self.problem(
+            ExitCode::Failure,
+            format!(
+                "the bucket refused the canary ({refused}): a backup would fail the same way{}",
+                if lock_sent {
+                    "; does the bucket have Object Lock?"
+                } else {
+                    ""
+                }
+            ),
+        );
     }
 
     /// Without the writer: the newest canary of an earlier run, found by a reader.

@@ -9,6 +9,7 @@
 use chrono::Duration;
 use serde::Serialize;
 
+use super::findings::NO_CANARY;
 use super::identities::Ident;
 use super::matrix::{self, Expect};
 use super::probe::{Observed, attempt};
@@ -35,12 +36,15 @@ impl Doctor<'_> {
         let per_object = self.settings.retention.source == LockSource::PerObject;
         let Some(aim) = self.aim() else {
             for id in writer.into_iter().chain(readers.iter().copied()) {
-                self.skip(id.role(), matrix::EXTEND_RETENTION, "no canary");
+                self.skip(id.role(), matrix::EXTEND_RETENTION, NO_CANARY);
                 if id.role() == Role::Writer {
-                    self.skip(id.role(), matrix::SHORTEN_RETENTION, "no canary");
+                    self.skip(id.role(), matrix::SHORTEN_RETENTION, NO_CANARY);
                 }
             }
-            self.enforcement = Enforcement::Unknown("no canary".into());
+            self.enforcement = match self.no_object_lock {
+                Some(_) => Enforcement::NotEnforced("the bucket has no Object Lock".into()),
+                None => Enforcement::Unknown(NO_CANARY.into()),
+            };
             return;
         };
         let Some(mut until) = self.canary.as_ref().and_then(|c| c.until) else {

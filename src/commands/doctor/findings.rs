@@ -14,6 +14,22 @@ use super::{Doctor, expected};
 use crate::error::{ExitCode, worst};
 use crate::store::Role;
 
+/// Why a probe that needs the canary was not sent.
+pub(super) const NO_CANARY: &str = "no canary";
+/// Why DeleteBucket was not sent: only the locked canary keeps it harmless.
+pub(super) const NO_CANARY_TO_KEEP_THE_BUCKET: &str =
+    "no canary, so the bucket may be empty and the probe could delete it";
+/// Why PutBucketVersioning was not sent: only Object Lock keeps it harmless.
+pub(super) const LOCK_NOT_CONFIRMED: &str =
+    "the bucket's Object Lock is not confirmed, and without it the probe would suspend versioning";
+
+/// A probe not sent for want of a canary or of a confirmed Object Lock: on a bucket
+/// known to have no Object Lock, a consequence of that, not a finding of its own.
+fn follows_from_no_lock(observed: &Observed) -> bool {
+    matches!(observed, Observed::Skipped(why)
+        if [NO_CANARY, NO_CANARY_TO_KEEP_THE_BUCKET, LOCK_NOT_CONFIRMED].contains(&why.as_str()))
+}
+
 /// A finding that fails doctor; its exit code says how badly.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Problem {
@@ -90,9 +106,12 @@ impl Doctor<'_> {
 
     /// The problems as the report lists them, the most serious first, and the exit code
     /// they earn. The verdict on the lock's enforcement becomes a problem or a warning
-    /// here.
+    /// here. A bucket without Object Lock comes first, and what follows from it (the
+    /// probes not sent, the enforcement) is not listed again.
     pub(super) fn conclude(&mut self) -> (Vec<Problem>, Option<ExitCode>) {
+        let no_lock = self.no_object_lock.clone();
         match &self.enforcement {
+            Enforcement::NotEnforced(_) if no_lock.is_some() => {}
             Enforcement::NotEnforced(d) => self.problem(
                 ExitCode::Integrity,
                 format!("the backend does not enforce Object Lock COMPLIANCE retention: {d}"),
@@ -106,11 +125,18 @@ impl Doctor<'_> {
             ),
             Enforcement::Enforced(_) => {}
         }
-        let mut problems: Vec<Problem> = self
-            .rows
-            .iter()
-            .filter_map(|row| Some(Problem::new(row.verdict.exit_code(), row.problem()?)))
+        let mut problems: Vec<Problem> = no_lock
+            .into_iter()
+            .map(|cause| Problem::new(ExitCode::Integrity, cause))
             .collect();
+        problems.extend(
+            self.rows
+                .iter()
+                .filter(|row| {
+                    !(self.no_object_lock.is_some() && follows_from_no_lock(&row.observed))
+                })
+                .filter_map(|row| Some(Problem::new(row.verdict.exit_code(), row.problem()?))),
+        );
         problems.append(&mut self.problems);
         // The most serious first, as the exit code says.
         let rank = |c: ExitCode| match c {

@@ -72,6 +72,9 @@ struct Doctor<'a> {
     /// Set once the bucket is known to have Object Lock (so that suspending
     /// versioning must fail with 409 whoever asks).
     lock_confirmed: bool,
+    /// Set, to what shows it, once the bucket is known to have no Object Lock: the
+    /// vault's first problem, the cause of every check the canary's absence stopped.
+    no_object_lock: Option<String>,
     enforcement: Enforcement,
 }
 
@@ -136,6 +139,7 @@ impl<'a> Doctor<'a> {
             from_earlier_run: false,
             lock_seen: None,
             lock_confirmed: false,
+            no_object_lock: None,
             enforcement: Enforcement::Unproven("not checked".into()),
         }
     }
@@ -147,7 +151,11 @@ impl<'a> Doctor<'a> {
         let readers: Vec<&Ident> = idents.iter().filter(|i| i.role() != Role::Writer).collect();
 
         match writer {
-            Some(w) => self.put_canary(w).await,
+            Some(w) => {
+                if let Some(refusal) = self.put_canary(w).await {
+                    self.canary_refused(&refusal, &readers).await;
+                }
+            }
             None => self.find_canary(&readers).await,
         }
         for r in &readers {

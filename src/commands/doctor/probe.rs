@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::retry::Retry;
-use crate::store::s3::errors::{self, Code, Stage};
+use crate::store::s3::errors::{self, Code, Failure, Stage};
 
 /// What an identity was seen to be able to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,7 +117,22 @@ where
 /// Sends a probe (`send` builds it afresh for every attempt) and reads its answer. A
 /// transient failure (5xx, throttling, network) is retried through the one retry
 /// wrapper, a few times only: a probe that keeps failing is reported as such.
-pub async fn attempt<T, E, F, Fut>(what: &str, mut send: F) -> (Observed, Option<T>)
+pub async fn attempt<T, E, F, Fut>(what: &str, send: F) -> (Observed, Option<T>)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    let (observed, out, _) = attempt_saying(what, send).await;
+    (observed, out)
+}
+
+/// [`attempt`], with the failure read when the request failed: S3's code and own
+/// words, which the observation leaves out to keep the matrix short.
+pub async fn attempt_saying<T, E, F, Fut>(
+    what: &str,
+    mut send: F,
+) -> (Observed, Option<T>, Option<Failure>)
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     F: FnMut() -> Fut,
@@ -127,21 +142,32 @@ where
         attempts: 3,
         ..Retry::default()
     };
+    let mut tries = 0;
     let answered = retry
-        .run(what, || {
+        .run(|| {
+            tries += 1;
+            let last = tries == retry.attempts;
             let sent = send();
             async move {
-                match observe(sent.await) {
-                    (Observed::Unknown(message), _, true) => Err(Error::Store {
-                        message,
+                let result = sent.await;
+                let failure = result.as_ref().err().map(errors::read);
+                match observe(result) {
+                    // The retry's warning names the probe; the row keeps the answer alone.
+                    (Observed::Unknown(detail), _, true) if !last => Err(Error::Store {
+                        message: format!("{what}: {detail}"),
                         retryable: true,
                     }),
-                    (observed, out, _) => Ok((observed, out)),
+                    (Observed::Unknown(detail), _, true) => Ok((
+                        Observed::Unknown(format!("{detail} (gave up after {tries} attempts)")),
+                        None,
+                        failure,
+                    )),
+                    (observed, out, _) => Ok((observed, out, failure)),
                 }
             }
         })
         .await;
-    answered.unwrap_or_else(|e| (Observed::Unknown(e.to_string()), None))
+    answered.unwrap_or_else(|e| (Observed::Unknown(e.to_string()), None, None))
 }
 
 #[cfg(test)]

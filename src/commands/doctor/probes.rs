@@ -22,13 +22,15 @@ use aws_sdk_s3::types::{
 
 use super::Doctor;
 use super::canary::Aim;
+use super::findings::{LOCK_NOT_CONFIRMED, NO_CANARY, NO_CANARY_TO_KEEP_THE_BUCKET};
 use super::identities::Ident;
 use super::matrix::{self, Action, Expect};
-use super::probe::{Observed, attempt};
+use super::probe::{Observed, attempt_saying};
 use crate::error::ExitCode;
 use crate::retention::LockSource;
 use crate::store::Role;
 use crate::store::s3::chrono_time;
+use crate::store::s3::errors::Failure;
 
 impl Doctor<'_> {
     /// Sends one probe as `id` and records it in the matrix: `send` sends the request,
@@ -46,17 +48,35 @@ impl Doctor<'_> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
+        let (observed, out, _) = self.probe_saying(id, action, expect, send).await;
+        (observed, out)
+    }
+
+    /// [`Doctor::probe`], with the failure read when the request failed (S3's code
+    /// and words; see [`attempt_saying`]).
+    pub(super) async fn probe_saying<T, E, F, Fut>(
+        &mut self,
+        id: &Ident,
+        action: Action,
+        expect: Expect,
+        send: F,
+    ) -> (Observed, Option<T>, Option<Failure>)
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
         match &id.unusable {
             Some(why) => {
                 let skipped = Observed::Skipped(why.clone());
                 self.record(id.role(), action, expect, skipped.clone());
-                (skipped, None)
+                (skipped, None, None)
             }
             None => {
                 let what = format!("{} as the {}", action.probe, id.role().as_str());
-                let (observed, out) = attempt(&what, send).await;
+                let (observed, out, failure) = attempt_saying(&what, send).await;
                 self.record(id.role(), action, expect, observed.clone());
-                (observed, out)
+                (observed, out, failure)
             }
         }
     }
@@ -172,7 +192,7 @@ impl Doctor<'_> {
 
     fn skip_gets(&mut self, role: Role) {
         for a in [matrix::GET, matrix::GET_VERSION, matrix::GET_RETENTION] {
-            self.skip(role, a, "no canary");
+            self.skip(role, a, NO_CANARY);
         }
     }
 
@@ -196,7 +216,7 @@ impl Doctor<'_> {
             return; // its put is the canary itself
         }
         let Some(aim) = self.aim() else {
-            self.skip(id.role(), matrix::PUT, "no canary");
+            self.skip(id.role(), matrix::PUT, NO_CANARY);
             return;
         };
         self.probe(id, matrix::PUT, Expect::Denied, || {
@@ -219,7 +239,7 @@ impl Doctor<'_> {
     pub(super) async fn deletes(&mut self, id: &Ident) {
         let Some(aim) = self.aim() else {
             for a in [matrix::LEGAL_HOLD, matrix::DELETE_VERSION, matrix::DELETE] {
-                self.skip(id.role(), a, "no canary");
+                self.skip(id.role(), a, NO_CANARY);
             }
             return;
         };
@@ -322,12 +342,7 @@ impl Doctor<'_> {
             })
             .await;
         } else {
-            self.skip(
-                id.role(),
-                matrix::PUT_VERSIONING,
-                "the bucket's Object Lock is not confirmed, and without it the probe would \
-                 suspend versioning",
-            );
+            self.skip(id.role(), matrix::PUT_VERSIONING, LOCK_NOT_CONFIRMED);
         }
         if self.canary.is_some() {
             self.probe(id, matrix::DELETE_BUCKET, Expect::Denied, || {
@@ -338,7 +353,7 @@ impl Doctor<'_> {
             self.skip(
                 id.role(),
                 matrix::DELETE_BUCKET,
-                "no canary, so the bucket may be empty and the probe could delete it",
+                NO_CANARY_TO_KEEP_THE_BUCKET,
             );
         }
     }

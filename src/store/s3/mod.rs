@@ -22,8 +22,9 @@
 //! settings), [`errors`] (SDK errors read and typed), [`auth`] (credential sources).
 //!
 //! Public beyond the [`Store`] trait, for `vault doctor`, which probes what each
-//! identity may do request by request: [`S3Target`], [`Session`], [`errors`] and the
-//! time conversions [`smithy_time`] and [`chrono_time`]. Everything else stays inside.
+//! identity may do request by request: [`S3Target`], [`Session`], [`errors`], the
+//! time conversions [`smithy_time`] and [`chrono_time`], and [`versioned`], which reads
+//! a new object's version id. Everything else stays inside.
 //! Must not import `config` (it builds an [`S3Target`] and an [`Identity`] from its
 //! own sections) or anything above the store.
 
@@ -43,7 +44,7 @@ use crate::retry::Retry;
 /// Defined before the modules that send requests, so that they see it.
 macro_rules! send {
     ($retry:expr, $role:expr, $what:expr, $build:expr) => {
-        $retry.run($what, || {
+        $retry.run(|| {
             let req = $build;
             async {
                 req.send()
@@ -164,6 +165,13 @@ impl Store for S3Store {
     async fn bucket_settings(&self) -> Result<Option<BucketSettings>, Error> {
         self.read_bucket_settings().await
     }
+}
+
+/// The version id S3 gave a new object, if it versioned it. None, or `null` (the id S3
+/// gives an object written while versioning is off), means it did not; Object Lock
+/// needs versioning, so such a bucket locks nothing.
+pub fn versioned(version_id: Option<String>) -> Option<String> {
+    version_id.filter(|v| !v.is_empty() && v != "null")
 }
 
 /// The SDK's timestamp of a vault time, in whole seconds (S3 keeps retain-until dates

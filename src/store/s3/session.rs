@@ -10,9 +10,10 @@
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::ResponseChecksumValidation;
 
 use super::auth::{self, Identity};
-use super::errors::credentials_failure;
+use super::errors::{credentials_failure, sources};
 use super::target::S3Target;
 use crate::error::Error;
 use crate::store::Role;
@@ -34,7 +35,14 @@ impl Session {
         role: Role,
     ) -> Result<Session, Error> {
         let sdk = auth::sdk_config(identity, role, target.region.as_deref()).await?;
-        let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(target.path_style);
+        // vault checks the blake3 of everything it reads against the manifest, so the
+        // SDK validates a response's checksum only where the API requires it (never on
+        // GetObject, which sends no checksum mode). By default it would validate every
+        // GetObject and, for a multipart object, whose checksum is one of its parts',
+        // print a warning it cannot act on at each read.
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(target.path_style)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = &target.endpoint {
             conf = conf.endpoint_url(endpoint);
         }
@@ -76,7 +84,7 @@ impl Session {
         provider.provide_credentials().await.map_err(|e| {
             let message = format!(
                 "no usable credentials for the {name} identity: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
+                sources(&e)
             );
             credentials_failure(&e, message)
         })

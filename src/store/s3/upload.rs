@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::target::MAX_PARTS;
-use super::{S3Store, smithy_time};
+use super::{S3Store, smithy_time, versioned};
 use crate::error::Error;
 use crate::pipe::PipeReader;
 use crate::retention::{Lock, LockMode};
@@ -71,10 +71,11 @@ impl S3Store {
             .set_if_none_match(self.if_none_match()),
             .locked(lock),
         )?;
-        Ok(PutReceipt {
-            version_id: out.version_id,
+        self.receipt(
+            &format!("PutObject {}", self.url(full)),
+            out.version_id,
             size,
-        })
+        )
     }
 
     async fn put_multipart(
@@ -172,8 +173,30 @@ impl S3Store {
         )
         .await?;
         guard.armed = false;
+        self.receipt(&what, out.version_id, size)
+    }
+
+    /// The receipt of a completed create (`what`), only for an object S3 versioned: a
+    /// bucket that does not version objects cannot lock them (see [`versioned`]),
+    /// whatever vault asked for. The object stays, unprotected; the error keeps it from
+    /// counting as stored, so no manifest ever points to it.
+    fn receipt(
+        &self,
+        what: &str,
+        version_id: Option<String>,
+        size: u64,
+    ) -> Result<PutReceipt, Error> {
+        let version_id = versioned(version_id).ok_or_else(|| {
+            Error::Integrity(format!(
+                "{what}: S3 returned no version id, so versioning is off on bucket {}: it has \
+                 no Object Lock and nothing was locked (as the {} identity); the object stays \
+                 there unprotected and is not counted as stored",
+                self.target.bucket,
+                self.role.as_str()
+            ))
+        })?;
         Ok(PutReceipt {
-            version_id: out.version_id,
+            version_id: Some(version_id),
             size,
         })
     }
