@@ -39,6 +39,10 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines on stderr as text or as JSON objects (for log shippers)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +63,32 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Try vault end to end in a scratch directory: backup, list, verify, restore, compare
     Demo(DemoArgs),
+    /// Stay in the foreground and run every job's backup (and verify) on its schedule
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run only the backups or only verify (a backup host must not hold the verifier's
+    /// credentials)
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub only: Option<RunOnly>,
+
+    /// Print each schedule's next five fire times (UTC and its time zone) and exit
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunOnly {
+    Backup,
+    Verify,
 }
 
 #[derive(Debug, Args)]

@@ -73,6 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         settings: Settings::load(&config_path(cli.config.clone()))?,
         json: cli.json,
+        verbose: cli.verbose,
+        log_format: cli.log_format,
     };
     let outcome = match &cli.command {
         Command::Backup(args) => commands::backup::run(&ctx, args).await,
@@ -80,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => commands::restore::run(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
+        Command::Run(args) => commands::run::run(&ctx, args).await,
         Command::Keygen(_) | Command::Demo(_) => unreachable!("handled above"),
     };
     // An abandoned upload's abort, spawned when its future was dropped.

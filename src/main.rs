@@ -10,19 +10,24 @@ fn main() -> std::process::ExitCode {
     let cli = vault::cli::Cli::parse();
     // The cloud SDK's own warnings (e.g. each failed credential refresh) repeat what
     // vault's error says; they show with -vv or VAULT_LOG.
+    // `vault run` logs each event (scheduled, started, finished, skipped, failed) at
+    // info: that is its output.
+    let daemon = matches!(cli.command, vault::cli::Command::Run(_));
     let default = match cli.verbose {
+        0 if daemon => "vault=info,warn,aws_config=error",
         0 => "warn,aws_config=error",
         1 => "vault=info,warn,aws_config=error",
         _ => "vault=debug,info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
-        )
+    let filter = EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        vault::cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        vault::cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -85,7 +85,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> anyhow::Result<()> {
 
     // Which vault the job locks belong to: the same job name in another vault is
     // another job.
-    let vault = format!("{}\n{}", store.describe(), settings.layout.job_root(""));
+    let vault = super::vault_id(settings);
     let mut results = Vec::new();
     let mut first_error = None;
     for job in &jobs {

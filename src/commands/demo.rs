@@ -52,6 +52,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let ctx = Context {
         settings,
         json: false,
+        verbose: 0,
+        log_format: crate::cli::LogFormat::Text,
     };
 
     step(4, &format!("back up: {cfg} backup"));

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod keygen;
 pub mod list;
 pub mod restore;
+pub mod run;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,20 @@ use crate::store::{self, Role, Store};
 pub struct Context {
     pub settings: Settings,
     pub json: bool,
+    /// `-v` given this many times.
+    pub verbose: u8,
+    pub log_format: crate::cli::LogFormat,
+}
+
+/// Which vault this is, as text: its store and key prefix. Job locks and the
+/// scheduler's state are kept per vault, so the same job name in two vaults on one
+/// host is two jobs.
+pub fn vault_id(settings: &Settings) -> String {
+    format!(
+        "{}\n{}",
+        settings.target.describe(),
+        settings.layout.job_root("")
+    )
 }
 
 /// The env var naming the restorer's age identity file.

@@ -28,6 +28,8 @@ pub(super) struct File {
     pub signing: SigningSection,
     #[serde(default)]
     pub verify: VerifySection,
+    #[serde(default)]
+    pub scheduler: SchedulerSection,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobSection>,
 }
@@ -100,11 +102,28 @@ pub(super) struct SigningSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VerifySection {
+    /// When `vault run` runs verify.
+    pub schedule: Option<String>,
     pub size_drop: Option<f64>,
     pub size_window: Option<usize>,
     pub ping: Option<Ping>,
     pub prometheus: Option<PathBuf>,
     pub pushgateway: Option<String>,
+}
+
+/// `[scheduler]`: how `vault run` runs the schedules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SchedulerSection {
+    pub timezone: Option<String>,
+    pub max_concurrent: Option<usize>,
+    pub jitter: Option<String>,
+    pub jitter_seed: Option<u64>,
+    pub catch_up: Option<String>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +153,7 @@ pub struct IdentitySection {
 pub(super) struct JobSection {
     pub name: String,
     pub schedule: Option<String>,
+    pub timezone: Option<String>,
     pub interval: Option<String>,
     pub grace: Option<String>,
     pub ping: Option<Ping>,

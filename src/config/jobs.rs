@@ -7,7 +7,9 @@ use std::path::Path;
 use chrono::TimeDelta;
 
 use super::file::JobSection;
-use super::schedule::Schedule;
+use chrono_tz::Tz;
+
+use super::schedule::{Schedule, parse_timezone};
 use crate::crypto::{self, Recipient};
 use crate::names::validate_job_name;
 use crate::notify::Ping;
@@ -38,6 +40,7 @@ pub struct Job {
 pub(super) fn jobs(
     sections: Vec<JobSection>,
     recipients: &[Recipient],
+    timezone: Tz,
     base: &Path,
 ) -> Result<Vec<Job>, String> {
     let mut seen = HashSet::new();
@@ -48,10 +51,19 @@ pub(super) fn jobs(
             return Err(format!("job `{}` is defined twice", job.name));
         }
         let j = |msg: String| format!("job `{}`: {msg}", job.name);
+        let zone = match &job.timezone {
+            Some(name) => parse_timezone(name).map_err(|e| j(format!("timezone: {e}")))?,
+            None => timezone,
+        };
+        if job.timezone.is_some() && job.schedule.is_none() {
+            return Err(j("timezone is set but schedule is not: it only says how \
+                          to read the schedule"
+                .into()));
+        }
         let schedule = job
             .schedule
             .as_deref()
-            .map(Schedule::parse)
+            .map(|s| Schedule::parse_in(s, zone))
             .transpose()
             .map_err(|e| j(format!("schedule: {e}")))?;
         let interval = match &job.interval {

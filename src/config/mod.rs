@@ -12,11 +12,13 @@
 //! - `file`: the shape of the file, section by section;
 //! - `jobs`: `[[job]]` into [`Job`]s, with their expansion;
 //! - `schedule`: cron lines and the interval they imply;
-//! - `sections`: retention, identities, signing and verify.
+//! - `sections`: retention, identities, signing and verify;
+//! - `scheduler`: how `vault run` runs the schedules.
 
 mod file;
 mod jobs;
 mod schedule;
+mod scheduler;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -33,7 +35,8 @@ use crate::store::Target;
 
 pub use file::IdentitySection;
 pub use jobs::Job;
-pub use schedule::Schedule;
+pub use schedule::{Schedule, parse_timezone};
+pub use scheduler::SchedulerSettings;
 pub use sections::{DEFAULT_STATE_DIR, Identities, VerifySettings};
 
 /// Everything vault needs, validated.
@@ -47,6 +50,7 @@ pub struct Settings {
     pub identities: Identities,
     pub signing: Signing,
     pub verify: VerifySettings,
+    pub scheduler: SchedulerSettings,
     pub jobs: Vec<Job>,
 }
 
@@ -106,9 +110,11 @@ impl Settings {
         let identities = sections::identities(file.identities, &base)?;
         let signing = sections::signing_settings(file.signing, &base)
             .map_err(|e| bad(format!("[signing] {e}")))?;
-        let verify = sections::verify_settings(file.verify, &base)
+        let scheduler = scheduler::scheduler_settings(file.scheduler)
+            .map_err(|e| bad(format!("[scheduler] {e}")))?;
+        let verify = sections::verify_settings(file.verify, &base, scheduler.timezone)
             .map_err(|e| bad(format!("[verify] {e}")))?;
-        let jobs = jobs::jobs(file.jobs, &recipients, &base).map_err(bad)?;
+        let jobs = jobs::jobs(file.jobs, &recipients, scheduler.timezone, &base).map_err(bad)?;
 
         Ok(Settings {
             path: path.to_path_buf(),
@@ -122,6 +128,7 @@ impl Settings {
             identities,
             signing,
             verify,
+            scheduler,
             jobs,
         })
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::file::{
     IdentitiesSection, IdentitySection, RetentionSection, SigningSection, VerifySection,
 };
+use super::schedule::Schedule;
 use crate::error::Error;
 use crate::notify::Ping;
 use crate::retention::{LockSource, Policy};
@@ -37,6 +38,8 @@ impl Identities {
 /// What `verify` checks beyond each backup, and where it reports.
 #[derive(Debug, Clone)]
 pub struct VerifySettings {
+    /// When `vault run` runs verify (off unless set).
+    pub schedule: Option<Schedule>,
     /// The newest backup is suspicious when smaller than this share of the median of
     /// the ones before it.
     pub size_drop: f64,
@@ -147,7 +150,16 @@ pub(super) fn signing_settings(s: SigningSection, base: &Path) -> Result<Signing
     })
 }
 
-pub(super) fn verify_settings(v: VerifySection, base: &Path) -> Result<VerifySettings, String> {
+pub(super) fn verify_settings(
+    v: VerifySection,
+    base: &Path,
+    timezone: chrono_tz::Tz,
+) -> Result<VerifySettings, String> {
+    let schedule = v
+        .schedule
+        .as_deref()
+        .map(|s| Schedule::parse_in(s, timezone).map_err(|e| format!("schedule: {e}")))
+        .transpose()?;
     let size_drop = v.size_drop.unwrap_or(0.5);
     if !(0.0..1.0).contains(&size_drop) {
         return Err(format!(
@@ -167,6 +179,7 @@ pub(super) fn verify_settings(v: VerifySection, base: &Path) -> Result<VerifySet
         crate::notify::validate_url(url, "pushgateway").map_err(|e| e.to_string())?;
     }
     Ok(VerifySettings {
+        schedule,
         size_drop,
         size_window,
         ping: v.ping,

@@ -272,3 +272,57 @@ fn jobs_without_recipients_parse_but_carry_none() {
     assert!(s.jobs[0].recipients.is_empty());
     assert!(s.job("zzz").unwrap_err().to_string().contains("jobs: a"));
 }
+
+#[test]
+fn scheduler_settings_time_zones_and_verify_schedule() {
+    let s = parse(&minimal(
+        "[scheduler]\ntimezone = \"Europe/Berlin\"\nmax_concurrent = 2\njitter = \"10m\"\n\
+         retries = 3\nretry_delay = \"1m\"\nshutdown_grace = \"20s\"\nlisten = \"127.0.0.1:9464\"\n\
+         [verify]\nschedule = \"0 6 * * *\"\n\
+         [[job]]\nname = \"a\"\nschedule = \"30 2 * * *\"\nsource = { kind = \"files\", path = \"x\" }\n\
+         [[job]]\nname = \"b\"\nschedule = \"30 2 * * *\"\ntimezone = \"America/New_York\"\n\
+         source = { kind = \"files\", path = \"x\" }\n",
+    ))
+    .unwrap();
+    let sch = &s.scheduler;
+    assert_eq!(sch.timezone.name(), "Europe/Berlin");
+    assert_eq!(sch.max_concurrent, 2);
+    assert_eq!(sch.jitter, TimeDelta::minutes(10));
+    assert_eq!((sch.retries, sch.retry_delay), (3, TimeDelta::minutes(1)));
+    assert_eq!(sch.shutdown_grace, std::time::Duration::from_secs(20));
+    assert_eq!(sch.listen.unwrap().port(), 9464);
+    let zone = |j: &Job| j.schedule.as_ref().unwrap().timezone().name();
+    assert_eq!(zone(&s.jobs[0]), "Europe/Berlin");
+    assert_eq!(zone(&s.jobs[1]), "America/New_York");
+    assert_eq!(
+        s.verify.schedule.as_ref().unwrap().timezone().name(),
+        "Europe/Berlin"
+    );
+    let defaults = parse(&minimal("")).unwrap().scheduler;
+    assert_eq!(
+        (defaults.max_concurrent, defaults.retries, defaults.listen),
+        (1, 2, None)
+    );
+    for (bad, needle) in [
+        (
+            "[scheduler]\ntimezone = \"Mars/Base\"\n",
+            "[scheduler] timezone",
+        ),
+        ("[scheduler]\nlisten = \"9464\"\n", "listen `9464`"),
+        ("[scheduler]\nmax_concurrent = 0\n", "max_concurrent"),
+        ("[scheduler]\nshutdown_grace = \"soon\"\n", "shutdown_grace"),
+        ("[scheduler]\nretries = 99\n", "retries"),
+        ("[verify]\nschedule = \"61 * * * *\"\n", "[verify] schedule"),
+        (
+            "[[job]]\nname = \"a\"\ntimezone = \"UTC\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "timezone is set but schedule is not",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nschedule = \"@daily\"\ntimezone = \"Nowhere\"\nsource = { kind = \"files\", path = \"x\" }\n",
+            "job `a`: timezone",
+        ),
+    ] {
+        let err = parse(&minimal(bad)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+}

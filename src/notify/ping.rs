@@ -1,4 +1,5 @@
-//! Healthchecks.io-style pings: a run reports its start, success and failure.
+//! Healthchecks.io-style pings: a run reports its start, success and failure, and
+//! `vault run` logs a run it skipped (healthchecks.io's `/log`, which changes no state).
 //!
 //! Owns the `ping` settings ([`Ping`], which config deserialises), how each event's
 //! URL derives from a base URL, and the ping body and its limit. Sending is
@@ -17,12 +18,14 @@ use crate::error::Error;
 #[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ping {
-    /// Base URL: start = URL/start, success = URL, fail = URL/fail (healthchecks.io).
+    /// Base URL: start = URL/start, success = URL, fail = URL/fail, log = URL/log
+    /// (healthchecks.io).
     pub url: Option<String>,
     /// Explicit URLs override the ones derived from `url`.
     pub start: Option<String>,
     pub success: Option<String>,
     pub fail: Option<String>,
+    pub log: Option<String>,
 }
 
 /// What a ping reports.
@@ -31,6 +34,8 @@ pub enum Event {
     Start,
     Success,
     Fail,
+    /// Something worth noting that is neither: a scheduled run skipped.
+    Log,
 }
 
 impl fmt::Display for Event {
@@ -39,6 +44,7 @@ impl fmt::Display for Event {
             Event::Start => "start",
             Event::Success => "success",
             Event::Fail => "fail",
+            Event::Log => "log",
         })
     }
 }
@@ -52,10 +58,11 @@ impl Ping {
             ("start", &self.start),
             ("success", &self.success),
             ("fail", &self.fail),
+            ("log", &self.log),
         ];
         if urls.iter().all(|(_, url)| url.is_none()) {
             return Err(Error::config(format!(
-                "{what}: set `url` (or `start`, `success`, `fail`)"
+                "{what}: set `url` (or `start`, `success`, `fail`, `log`)"
             )));
         }
         for (key, url) in urls {
@@ -67,12 +74,13 @@ impl Ping {
     }
 
     /// The URL for `event`: the explicit one if set, else derived from `url` the way
-    /// healthchecks.io does (`/start`, nothing, `/fail`), else none.
+    /// healthchecks.io does (`/start`, nothing, `/fail`, `/log`), else none.
     pub fn url_for(&self, event: Event) -> Option<String> {
         let explicit = match event {
             Event::Start => &self.start,
             Event::Success => &self.success,
             Event::Fail => &self.fail,
+            Event::Log => &self.log,
         };
         if let Some(url) = explicit {
             return Some(url.clone());
@@ -82,6 +90,7 @@ impl Ping {
             Event::Start => with_segments(base, &["start"]),
             Event::Success => base.to_owned(),
             Event::Fail => with_segments(base, &["fail"]),
+            Event::Log => with_segments(base, &["log"]),
         })
     }
 }
@@ -95,6 +104,7 @@ impl fmt::Debug for Ping {
             .field("start", &shown(&self.start))
             .field("success", &shown(&self.success))
             .field("fail", &shown(&self.fail))
+            .field("log", &shown(&self.log))
             .finish()
     }
 }

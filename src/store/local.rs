@@ -185,6 +185,11 @@ fn clean_partials(dir: &Path, max_age: std::time::Duration) {
     }
 }
 
+/// How a local vault at `root` is named in messages.
+pub fn describe(root: &Path) -> String {
+    format!("local directory {}", root.display())
+}
+
 /// A key vault may read or write: non-empty `/`-separated parts, none empty, `.` or
 /// `..`, not absolute, not under vault's own `.vault/`.
 fn valid_key(key: &str) -> bool {
@@ -204,7 +209,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[async_trait]
 impl Store for LocalStore {
     fn describe(&self) -> String {
-        format!("local directory {}", self.root.display())
+        describe(&self.root)
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -261,6 +261,14 @@ impl Target {
         Ok(Target::Local(base.join(value)))
     }
 
+    /// What the store opened on this target calls itself ([`Store::describe`]).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Local(root) => local::describe(root),
+            Target::S3(s3) => format!("S3 bucket {}", s3.describe()),
+        }
+    }
+
     /// Applies the S3 keys of `[vault]`; refuses them for other targets.
     pub fn configure(self, options: &s3::Options) -> Result<Target, String> {
         match self {

@@ -122,7 +122,7 @@ impl S3Store {
 #[async_trait]
 impl Store for S3Store {
     fn describe(&self) -> String {
-        format!("S3 bucket {}", self.target.describe())
+        super::Target::S3(self.target.clone()).describe()
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -1,0 +1,131 @@
+//! `vault run`: the scheduler. Stays in the foreground (a systemd service, a
+//! container's main process, a Kubernetes Deployment) and runs each job's backup on
+//! its `schedule`, and `vault verify` on `[verify] schedule`.
+//!
+//! Read top to bottom: the configuration was loaded and fully validated before this
+//! runs (exit 2 otherwise); `--dry-run` prints the next fire times and stops; else the
+//! units are planned (`plan`), the HTTP endpoint started when `listen` is set (`http`),
+//! and the loop runs (`daemon`) until SIGTERM or SIGINT. Each run is a `vault backup
+//! JOB` or `vault verify` child process (`runner`), recorded for `/metrics` (`status`)
+//! and, for catch-up after downtime, in the state directory (`state`).
+
+mod daemon;
+mod http;
+mod plan;
+mod runner;
+mod state;
+mod status;
+mod systemd;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Context;
+use crate::cli::RunArgs;
+use crate::error::Error;
+
+pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    let (units, unscheduled) = plan::units(settings, args.only);
+    if units.is_empty() {
+        let only = args
+            .only
+            .map(|o| {
+                format!(
+                    " (with --only {})",
+                    if o == crate::cli::RunOnly::Backup {
+                        "backup"
+                    } else {
+                        "verify"
+                    }
+                )
+            })
+            .unwrap_or_default();
+        return Err(Error::config(format!(
+            "nothing to run{only}: no job in {} has a `schedule`{}, and there is no \
+             [verify] schedule",
+            settings.path.display(),
+            if unscheduled.is_empty() {
+                String::new()
+            } else {
+                format!(" (jobs without one: {})", unscheduled.join(", "))
+            }
+        ))
+        .into());
+    }
+    if args.dry_run {
+        print!("{}", fire_times(&units, Utc::now(), 5));
+        return Ok(());
+    }
+    let status = Arc::new(status::Status::default());
+    if let Some(addr) = settings.scheduler.listen {
+        http::serve(addr, status.clone()).await?;
+    }
+    let launcher = runner::Launcher {
+        exe: std::env::current_exe().map_err(|e| {
+            Error::config(format!(
+                "cannot find the vault binary to run jobs with: {e}"
+            ))
+        })?,
+        config: std::path::absolute(&settings.path).unwrap_or_else(|_| settings.path.clone()),
+        verbose: ctx.verbose,
+        log_format: ctx.log_format,
+    };
+    daemon::Daemon {
+        settings: settings.clone(),
+        only: args.only,
+        vault: super::vault_id(settings),
+        launcher,
+        status,
+    }
+    .serve()
+    .await
+}
+
+/// Each unit's next `n` fire times after `now`, in UTC and in its time zone.
+fn fire_times(units: &[plan::Unit], now: DateTime<Utc>, n: usize) -> String {
+    let mut out = String::new();
+    for unit in units {
+        let tz = unit.schedule.timezone();
+        out.push_str(&format!("{}  \"{}\"  ({tz})\n", unit.key(), unit.schedule));
+        let mut at = now;
+        for _ in 0..n {
+            let Some(next) = unit.schedule.next_after(at) else {
+                break;
+            };
+            let local = next.with_timezone(&tz);
+            out.push_str(&format!(
+                "  {}   {}\n",
+                next.format("%Y-%m-%d %H:%M:%S UTC"),
+                local.format("%Y-%m-%d %H:%M:%S %Z (%:z)")
+            ));
+            at = next;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_dry_run_shows_the_next_fire_times_in_utc_and_the_zone() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let unit = plan::Unit {
+            task: plan::Task::Backup("app".into()),
+            schedule: crate::config::Schedule::parse_in("30 2 * * *", tz).unwrap(),
+            interval: chrono::TimeDelta::days(1),
+            ping: None,
+        };
+        let now = Utc.with_ymd_and_hms(2027, 3, 27, 12, 0, 0).unwrap();
+        assert_eq!(
+            fire_times(&[unit], now, 2),
+            "backup:app  \"30 2 * * *\"  (Europe/Berlin)\n  \
+             2027-03-28 01:00:00 UTC   2027-03-28 03:00:00 CEST (+02:00)\n  \
+             2027-03-29 00:30:00 UTC   2027-03-29 02:30:00 CEST (+02:00)\n"
+        );
+    }
+}
