@@ -1,8 +1,10 @@
-//! The vault account's deploy files: `deploy/iam/*.json` and
-//! `deploy/cloudformation/vault-account.yaml`.
+//! The deploy files: the vault account's (`deploy/iam/*.json` and
+//! `deploy/cloudformation/vault-account.yaml`) and the systemd units
+//! (`deploy/systemd/`).
 //!
 //! The checks live in `tests/deploy/check_deploy.py` (Python, because cfn-lint is a
-//! Python tool and its template loader understands the `!Sub`/`!Ref` tags); each test
+//! Python tool and its template loader understands the `!Sub`/`!Ref` tags; the unit
+//! checks in `tests/deploy/systemd_units.py` beside it); each test
 //! here runs one of its checks from the crate root and fails with the script's output.
 //! A missing python3, cfn-lint or PyYAML is a failure, never a skip: `./scripts/test`
 //! installs them.
@@ -63,6 +65,14 @@ fn bucket_policy_denies_insecure_transport_version_deletes_bypass_and_long_reten
 #[test]
 fn identity_policies_are_least_privilege_with_explicit_denies_and_no_conditions() {
     run_check("identity-policies");
+}
+
+/// Every service hardened like vault-backup.service; vault.service (`vault run`) with
+/// Type=notify, a SIGHUP reload, KillMode=mixed and a TimeoutStopSec longer than the
+/// scheduler's drain as the sources define it; every unit named in deploy/README.md.
+#[test]
+fn systemd_units_are_hardened_and_the_scheduler_unit_drains_within_its_stop_timeout() {
+    run_check("systemd");
 }
 
 /// The writer's permissions of each lock mode, as the documents name them, are the

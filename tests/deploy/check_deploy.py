@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Static checks of the vault account's deploy files.
+"""Static checks of the deploy files: the vault account's and the systemd units.
 
     python3 tests/deploy/check_deploy.py [CHECK ...]
 
@@ -16,6 +16,10 @@ CHECK is one or more of (default: all of them):
                      never what vault needs.
   identity-policies  The four identity policies: valid, no Condition, least privilege,
                      explicit denies of every destructive action, no deny over a needed allow.
+  systemd            deploy/systemd/: every service hardened alike (ProtectSystem=strict, no
+                     capabilities, a system-call filter, ...); the backup timer and oneshot;
+                     vault.service (vault run) with Type=notify, SIGHUP reload, KillMode=mixed
+                     and a stop timeout longer than the scheduler's drain (systemd_units.py).
 
 Prints one line per thing checked; exits 0 when everything passed, 1 when a check
 failed, 2 when a tool is missing or the usage is wrong. Needs Python 3.11 with
@@ -35,6 +39,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
+
+from systemd_units import check_systemd
 
 ROOT = Path(__file__).resolve().parents[2]
 IAM = ROOT / "deploy" / "iam"
@@ -720,6 +726,7 @@ CHECKS: dict[str, Callable[[Report], None]] = {
     "template": check_template,
     "bucket-policy": check_bucket_policy,
     "identity-policies": check_identity_policies,
+    "systemd": lambda report: check_systemd(report, ROOT),
 }
 
 
