@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::Context;
 use crate::cli::RunArgs;
+use crate::config::Settings;
 use crate::error::Error;
 
 pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
@@ -58,6 +59,9 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
         print!("{}", fire_times(&units, Utc::now(), 5));
         return Ok(());
     }
+    // The configuration in force and the text its runs read (runner): read again, so
+    // that both come from one reading of the file.
+    let (settings, config_text) = Settings::load_with_text(&settings.path)?;
     let status = Arc::new(status::Status::default());
     if let Some(addr) = settings.scheduler.listen {
         http::serve(addr, status.clone()).await?;
@@ -69,13 +73,14 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             ))
         })?,
         config: std::path::absolute(&settings.path).unwrap_or_else(|_| settings.path.clone()),
+        config_text: std::sync::Mutex::new(config_text.into()),
         verbose: ctx.verbose,
         log_format: ctx.log_format,
     };
     daemon::Daemon {
-        settings: settings.clone(),
+        vault: super::vault_id(&settings),
+        settings,
         only: args.only,
-        vault: super::vault_id(settings),
         launcher,
         status,
     }
