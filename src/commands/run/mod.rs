@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::Context;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunOnly};
 use crate::config::Settings;
 use crate::error::Error;
 
@@ -30,30 +30,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let (units, unscheduled) = plan::units(settings, args.only);
     if units.is_empty() {
-        let only = args
-            .only
-            .map(|o| {
-                format!(
-                    " (with --only {})",
-                    if o == crate::cli::RunOnly::Backup {
-                        "backup"
-                    } else {
-                        "verify"
-                    }
-                )
-            })
-            .unwrap_or_default();
-        return Err(Error::config(format!(
-            "nothing to run{only}: no job in {} has a `schedule`{}, and there is no \
-             [verify] schedule",
-            settings.path.display(),
-            if unscheduled.is_empty() {
-                String::new()
-            } else {
-                format!(" (jobs without one: {})", unscheduled.join(", "))
-            }
-        ))
-        .into());
+        return Err(Error::config(nothing_to_run(settings, args.only, &unscheduled)).into());
     }
     if args.dry_run {
         print!("{}", fire_times(&units, Utc::now(), 5));
@@ -132,5 +109,26 @@ mod tests {
              2027-03-28 01:00:00 UTC   2027-03-28 03:00:00 CEST (+02:00)\n  \
              2027-03-29 00:30:00 UTC   2027-03-29 02:30:00 CEST (+02:00)\n"
         );
+    }
+}
+
+/// Why `vault run` has nothing to run, in the words of what is missing for `only`.
+fn nothing_to_run(settings: &Settings, only: Option<RunOnly>, unscheduled: &[String]) -> String {
+    let path = settings.path.display();
+    let backups = if unscheduled.is_empty() {
+        format!("no job in {path} has a `schedule`")
+    } else {
+        format!(
+            "no job in {path} has a `schedule` (jobs without one: {})",
+            unscheduled.join(", ")
+        )
+    };
+    match only {
+        Some(RunOnly::Backup) => format!("nothing to run with --only backup: {backups}"),
+        Some(RunOnly::Verify) => format!(
+            "nothing to run with --only verify: {path} has no [verify] schedule \
+             (e.g. `schedule = \"0 */6 * * *\"` in its [verify] section)"
+        ),
+        None => format!("nothing to run: {backups}, and there is no [verify] schedule"),
     }
 }
