@@ -43,6 +43,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Read the config's text from standard input; the config file's path still names
+    /// it in messages and anchors its relative paths. For `vault run`'s runs, which use
+    /// the configuration the scheduler has in force rather than the file as it is now.
+    #[arg(long, global = true, hide = true)]
+    pub config_stdin: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

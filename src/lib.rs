@@ -70,8 +70,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => return commands::demo::run(args).await,
         _ => {}
     }
+    let path = config_path(cli.config.clone());
+    let settings = if cli.config_stdin {
+        let text = std::io::read_to_string(std::io::stdin()).map_err(|e| {
+            error::Error::config(format!("cannot read the config text from stdin: {e}"))
+        })?;
+        Settings::parse(&text, &path)?
+    } else {
+        Settings::load(&path)?
+    };
     let ctx = Context {
-        settings: Settings::load(&config_path(cli.config.clone()))?,
+        settings,
         json: cli.json,
         verbose: cli.verbose,
         log_format: cli.log_format,

@@ -26,7 +26,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
 
@@ -130,8 +130,14 @@ pub async fn backup(
     let (compressed_tx, compressed_rx) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
     let (cipher_tx, cipher_rx) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
 
+    // Set when this future is dropped (an interrupted backup) or ends: the compression
+    // stage then fails at its next read of the source (which is then killed), instead
+    // of reading on until its next output finds the pipe closed — for a slow or very
+    // compressible dump, not before the process's exit stops waiting for it.
+    let cancel = CancelOnDrop::default();
+    let stop = cancel.0.clone();
     let compress = tokio::task::spawn_blocking(move || {
-        compress_stage(&source, compressed_tx, compression, progress)
+        compress_stage(&source, compressed_tx, compression, progress, stop)
     });
     let recipient_texts: Vec<String> = recipients.iter().map(|r| r.text.clone()).collect();
     let encrypt =
@@ -182,17 +188,28 @@ pub fn root_cause(errors: Vec<Option<anyhow::Error>>) -> anyhow::Error {
     errors.swap_remove(root)
 }
 
+/// Sets its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn compress_stage(
     source: &Spec,
     out: PipeWriter,
     compression: Compression,
     progress: Arc<AtomicU64>,
+    cancel: Arc<AtomicBool>,
 ) -> anyhow::Result<(Digest, u64, Option<DatabaseProperties>)> {
     let dump = source::open(source).context("the source failed to start")?;
     let mut input = HashingReader::new(Tracked {
         inner: dump,
         counter: progress,
-        cancel: Arc::default(),
+        cancel,
     });
     let plaintext = input.digest();
     let mut encoder = zstd::stream::write::Encoder::new(

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-const COMMANDS: [&str; 8] = [
-    "", "keygen", "backup", "list", "restore", "verify", "doctor", "demo",
+const COMMANDS: [&str; 9] = [
+    "", "keygen", "backup", "list", "restore", "verify", "doctor", "run", "demo",
 ];
 
 fn help(command: &str) -> String {

@@ -100,19 +100,6 @@ fn bad_cron_schedules_are_refused_naming_the_job_and_the_field() {
     }
 }
 
-/// A signing config whose key and chain state live in the world.
-fn signing(w: &World) -> String {
-    let out = w
-        .command(&["keygen", "--signing", "-o", "signing.key"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    format!(
-        "[signing]\nkey_file = \"signing.key\"\nstate_dir = \"state\"\npublic_keys = [\"{public}\"]\n"
-    )
-}
-
 #[test]
 fn one_backup_of_a_job_at_a_time_so_the_signed_chain_never_forks() {
     let w = World::new();

@@ -583,32 +583,8 @@ fn a_backup_killed_mid_upload_leaves_no_manifest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let admin = w.moto.admin_client();
     // Wait until the upload has parts stored, i.e. the kill lands between parts.
-    let has_parts = || {
-        w.moto.block_on(async {
-            let uploads = admin
-                .list_multipart_uploads()
-                .bucket(&w.bucket)
-                .send()
-                .await
-                .unwrap();
-            for u in uploads.uploads() {
-                let parts = admin
-                    .list_parts()
-                    .bucket(&w.bucket)
-                    .key(u.key().unwrap())
-                    .upload_id(u.upload_id().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                if !parts.parts().is_empty() {
-                    return true;
-                }
-            }
-            false
-        })
-    };
+    let has_parts = || w.multipart_uploads().1 > 0;
     poll("a multipart upload with stored parts", has_parts);
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind runs
     child.wait().unwrap();
@@ -647,19 +623,7 @@ fn failed_and_interrupted_uploads_are_aborted() {
     let out = w.vault(&["backup", "fails"]);
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("fails"), "{}", stderr(&out));
-    let admin = w.moto.admin_client();
-    let uploads = || {
-        w.moto.block_on(async {
-            admin
-                .list_multipart_uploads()
-                .bucket(&w.bucket)
-                .send()
-                .await
-                .unwrap()
-                .uploads()
-                .len()
-        })
-    };
+    let uploads = || w.multipart_uploads().0;
     assert_eq!(uploads(), 0, "the failed backup's upload was aborted");
 
     let child = w

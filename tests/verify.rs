@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::receiver::Receiver;
-use common::{EXIT_INTEGRITY, EXIT_MISSING, code, stderr, vault_bin};
+use common::{EXIT_INTEGRITY, EXIT_MISSING, code, parse_exposition, stderr, vault_bin};
 use s3harness::{LockSetup, PREFIX, S3World};
 use serde_json::Value;
 
@@ -440,39 +440,6 @@ fn a_late_job_is_stale_and_metrics_say_so() {
     assert_eq!(pushed[0].method, "PUT");
     assert_eq!(pushed[0].path, "/metrics/job/vault_verify");
     assert_eq!(pushed[0].text(), text);
-}
-
-/// (name, labels, value) of every sample, by prometheus_client's text parser (which
-/// raises on anything that is not valid exposition format).
-fn parse_exposition(text: &str) -> Vec<(String, std::collections::HashMap<String, String>, f64)> {
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        out = []\n\
-        for fam in text_string_to_metric_families(sys.stdin.read()):\n\
-        \x20   for s in fam.samples:\n\
-        \x20       out.append([s.name, s.labels, s.value])\n\
-        print(json.dumps(out))\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (./scripts/test installs prometheus-client)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "not valid exposition format: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Acceptance 6: a webhook receiver gets start and success pings for a good run and a

@@ -57,13 +57,18 @@ pub struct Settings {
 impl Settings {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Settings, Error> {
+        Settings::load_with_text(path).map(|(settings, _)| settings)
+    }
+
+    /// Like [`Settings::load`], with the text it was read from.
+    pub fn load_with_text(path: &Path) -> Result<(Settings, String), Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!(
                 "cannot read config file {}: {e} (set --config or VAULT_CONFIG)",
                 path.display()
             ))
         })?;
-        Settings::parse(&text, path)
+        Ok((Settings::parse(&text, path)?, text))
     }
 
     /// Validates config text; `path` names the file in errors and anchors relative paths.

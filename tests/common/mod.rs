@@ -260,3 +260,50 @@ pub fn sigterm(child: std::process::Child) -> Output {
     assert!(sent.success(), "kill -TERM {pid} failed");
     child.wait_with_output().unwrap()
 }
+
+/// A signing config whose key and chain state live in the world.
+pub fn signing(w: &World) -> String {
+    let out = w
+        .command(&["keygen", "--signing", "-o", "signing.key"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    format!(
+        "[signing]\nkey_file = \"signing.key\"\nstate_dir = \"state\"\npublic_keys = [\"{public}\"]\n"
+    )
+}
+
+/// (name, labels, value) of every sample, by prometheus_client's text parser (which
+/// raises on anything that is not valid exposition format).
+pub fn parse_exposition(
+    text: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>, f64)> {
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for fam in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in fam.samples:\n\
+        \x20       out.append([s.name, s.labels, s.value])\n\
+        print(json.dumps(out))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (./scripts/test installs prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not valid exposition format: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -449,6 +449,33 @@ impl S3World {
         crate::common::succeeded(args, self.vault(args))
     }
 
+    /// The multipart uploads under way in the bucket, and how many parts they have
+    /// stored (admin view).
+    pub fn multipart_uploads(&self) -> (usize, usize) {
+        let client = self.moto.admin_client();
+        self.moto.block_on(async {
+            let listed = client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .unwrap();
+            let mut parts = 0;
+            for u in listed.uploads() {
+                let stored = client
+                    .list_parts()
+                    .bucket(&self.bucket)
+                    .key(u.key().unwrap())
+                    .upload_id(u.upload_id().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                parts += stored.parts().len();
+            }
+            (listed.uploads().len(), parts)
+        })
+    }
+
     /// Every key in the bucket (admin view), sorted.
     pub fn keys(&self) -> Vec<String> {
         let client = self.moto.admin_client();

@@ -203,12 +203,13 @@ impl Runs {
     /// way go on); if not, the error logged and the old one kept.
     fn reload(&mut self, only: Option<RunOnly>, slots: Vec<Slot>) -> Vec<Slot> {
         systemd::notify("RELOADING=1");
-        let slots = match Settings::load(&self.settings.path) {
+        let slots = match Settings::load_with_text(&self.settings.path) {
             Err(e) => {
                 tracing::error!("SIGHUP: {e}; still running the previous configuration");
                 slots
             }
-            Ok(new) => {
+            Ok((new, text)) => {
+                self.shared.launcher.set_config_text(text);
                 if new.scheduler.max_concurrent != self.settings.scheduler.max_concurrent {
                     self.semaphore = Arc::new(Semaphore::new(new.scheduler.max_concurrent));
                 }

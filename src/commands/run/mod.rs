@@ -22,42 +22,23 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::Context;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunOnly};
+use crate::config::Settings;
 use crate::error::Error;
 
 pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
     let settings = &ctx.settings;
     let (units, unscheduled) = plan::units(settings, args.only);
     if units.is_empty() {
-        let only = args
-            .only
-            .map(|o| {
-                format!(
-                    " (with --only {})",
-                    if o == crate::cli::RunOnly::Backup {
-                        "backup"
-                    } else {
-                        "verify"
-                    }
-                )
-            })
-            .unwrap_or_default();
-        return Err(Error::config(format!(
-            "nothing to run{only}: no job in {} has a `schedule`{}, and there is no \
-             [verify] schedule",
-            settings.path.display(),
-            if unscheduled.is_empty() {
-                String::new()
-            } else {
-                format!(" (jobs without one: {})", unscheduled.join(", "))
-            }
-        ))
-        .into());
+        return Err(Error::config(nothing_to_run(settings, args.only, &unscheduled)).into());
     }
     if args.dry_run {
         print!("{}", fire_times(&units, Utc::now(), 5));
         return Ok(());
     }
+    // The configuration in force and the text its runs read (runner): read again, so
+    // that both come from one reading of the file.
+    let (settings, config_text) = Settings::load_with_text(&settings.path)?;
     let status = Arc::new(status::Status::default());
     if let Some(addr) = settings.scheduler.listen {
         http::serve(addr, status.clone()).await?;
@@ -69,13 +50,14 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<()> {
             ))
         })?,
         config: std::path::absolute(&settings.path).unwrap_or_else(|_| settings.path.clone()),
+        config_text: std::sync::Mutex::new(config_text.into()),
         verbose: ctx.verbose,
         log_format: ctx.log_format,
     };
     daemon::Daemon {
-        settings: settings.clone(),
+        vault: super::vault_id(&settings),
+        settings,
         only: args.only,
-        vault: super::vault_id(settings),
         launcher,
         status,
     }
@@ -127,5 +109,26 @@ mod tests {
              2027-03-28 01:00:00 UTC   2027-03-28 03:00:00 CEST (+02:00)\n  \
              2027-03-29 00:30:00 UTC   2027-03-29 02:30:00 CEST (+02:00)\n"
         );
+    }
+}
+
+/// Why `vault run` has nothing to run, in the words of what is missing for `only`.
+fn nothing_to_run(settings: &Settings, only: Option<RunOnly>, unscheduled: &[String]) -> String {
+    let path = settings.path.display();
+    let backups = if unscheduled.is_empty() {
+        format!("no job in {path} has a `schedule`")
+    } else {
+        format!(
+            "no job in {path} has a `schedule` (jobs without one: {})",
+            unscheduled.join(", ")
+        )
+    };
+    match only {
+        Some(RunOnly::Backup) => format!("nothing to run with --only backup: {backups}"),
+        Some(RunOnly::Verify) => format!(
+            "nothing to run with --only verify: {path} has no [verify] schedule \
+             (e.g. `schedule = \"0 */6 * * *\"` in its [verify] section)"
+        ),
+        None => format!("nothing to run: {backups}, and there is no [verify] schedule"),
     }
 }

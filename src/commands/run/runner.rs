@@ -8,12 +8,18 @@
 //! Ctrl-C meant for the scheduler does not cut its runs short; at shutdown the
 //! scheduler gives them their grace time, then sends SIGTERM, which a backup answers
 //! the way it always does (no manifest, the upload aborted, a fail ping).
+//!
+//! A run reads the configuration the scheduler has in force (loaded at start or at the
+//! last SIGHUP that found it valid) on its standard input, not the file as it is now:
+//! a file edited into something invalid, and so refused at SIGHUP, must not stop the
+//! runs the scheduler goes on scheduling from the configuration it kept.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
 
@@ -38,10 +44,13 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 const TAIL_LINES: usize = 8;
 
 /// How the scheduler starts its children.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Launcher {
     pub exe: PathBuf,
+    /// The config file: it names the configuration and anchors its relative paths.
     pub config: PathBuf,
+    /// The text of the configuration in force, which each run reads.
+    pub config_text: Mutex<Arc<str>>,
     pub verbose: u8,
     pub log_format: LogFormat,
 }
@@ -61,6 +70,11 @@ pub struct Ran {
 }
 
 impl Launcher {
+    /// Puts the configuration read from `text` in force for the runs started from now.
+    pub fn set_config_text(&self, text: String) {
+        *self.config_text.lock().unwrap_or_else(|e| e.into_inner()) = text.into();
+    }
+
     /// Runs `unit` once and waits for it; at [`Phase::Terminating`] sends it SIGTERM.
     pub async fn run(
         &self,
@@ -69,7 +83,10 @@ impl Launcher {
     ) -> std::io::Result<Ran> {
         let started = Instant::now();
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("--config").arg(&self.config).arg("--json");
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--config-stdin")
+            .arg("--json");
         if self.verbose > 0 {
             cmd.arg(format!("-{}", "v".repeat(self.verbose as usize)));
         }
@@ -77,13 +94,24 @@ impl Launcher {
             cmd.args(["--log-format", "json"]);
         }
         cmd.args(unit.args())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
         let pid = child.id();
+        // The configuration, then end of file. A child that exits without reading it
+        // all only makes this write fail.
+        let text = self
+            .config_text
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut stdin = child.stdin.take().expect("piped");
+        tokio::spawn(async move {
+            let _ = stdin.write_all(text.as_bytes()).await;
+        });
         let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let key = unit.key();
