@@ -88,6 +88,27 @@ fn fire_times(units: &[plan::Unit], now: DateTime<Utc>, n: usize) -> String {
     out
 }
 
+/// Why `vault run` has nothing to run, in the words of what is missing for `only`.
+fn nothing_to_run(settings: &Settings, only: Option<RunOnly>, unscheduled: &[String]) -> String {
+    let path = settings.path.display();
+    let backups = if unscheduled.is_empty() {
+        format!("no job in {path} has a `schedule`")
+    } else {
+        format!(
+            "no job in {path} has a `schedule` (jobs without one: {})",
+            unscheduled.join(", ")
+        )
+    };
+    match only {
+        Some(RunOnly::Backup) => format!("nothing to run with --only backup: {backups}"),
+        Some(RunOnly::Verify) => format!(
+            "nothing to run with --only verify: {path} has no [verify] schedule \
+             (e.g. `schedule = \"0 */6 * * *\"` in its [verify] section)"
+        ),
+        None => format!("nothing to run: {backups}, and there is no [verify] schedule"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,26 +130,5 @@ mod tests {
              2027-03-28 01:00:00 UTC   2027-03-28 03:00:00 CEST (+02:00)\n  \
              2027-03-29 00:30:00 UTC   2027-03-29 02:30:00 CEST (+02:00)\n"
         );
-    }
-}
-
-/// Why `vault run` has nothing to run, in the words of what is missing for `only`.
-fn nothing_to_run(settings: &Settings, only: Option<RunOnly>, unscheduled: &[String]) -> String {
-    let path = settings.path.display();
-    let backups = if unscheduled.is_empty() {
-        format!("no job in {path} has a `schedule`")
-    } else {
-        format!(
-            "no job in {path} has a `schedule` (jobs without one: {})",
-            unscheduled.join(", ")
-        )
-    };
-    match only {
-        Some(RunOnly::Backup) => format!("nothing to run with --only backup: {backups}"),
-        Some(RunOnly::Verify) => format!(
-            "nothing to run with --only verify: {path} has no [verify] schedule \
-             (e.g. `schedule = \"0 */6 * * *\"` in its [verify] section)"
-        ),
-        None => format!("nothing to run: {backups}, and there is no [verify] schedule"),
     }
 }
