@@ -245,7 +245,7 @@ impl Runs {
                     _ => None,
                 }
             }
-            Task::Verify => None,
+            Task::Verify | Task::Drill => None,
         };
         if let Some(why) = held {
             skipped(&self.shared.status, &unit, fire, &why);
