@@ -16,8 +16,10 @@ mod output;
 mod target;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use rand::seq::SliceRandom;
 
 use super::{Context, restorer_identities, warn_about};
@@ -227,19 +229,7 @@ async fn report_metrics(settings: &Settings, args: &DrillArgs, drills: &[Drilled
     if file.is_none() && push.is_none() {
         return;
     }
-    let mut last_success = BTreeMap::new();
-    for d in drills {
-        if last_success.contains_key(&d.job) {
-            continue;
-        }
-        let newest = evidence::history(&settings.signing.state_dir, &d.job, settings.drill.history)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(_, e)| e.outcome == Outcome::Passed);
-        if let Some((_, e)) = newest {
-            last_success.insert(d.job.clone(), e.finished);
-        }
-    }
+    let last_success = last_successes(&settings.signing.state_dir, settings.drill.history, drills);
     let metrics = output::metrics(drills, &last_success);
     if let Some(path) = file
         && let Err(e) = metrics.write_file(&path)
@@ -251,6 +241,61 @@ async fn report_metrics(settings: &Settings, args: &DrillArgs, drills: &[Drilled
     {
         eprintln!("warning: drill metrics push: {e}");
     }
+}
+
+/// Each drilled job's newest passed drill on record (this run's included).
+fn last_successes(
+    state_dir: &Path,
+    history: usize,
+    drills: &[Drilled],
+) -> BTreeMap<String, DateTime<Utc>> {
+    let mut last_success = BTreeMap::new();
+    for d in drills {
+        if last_success.contains_key(&d.job) {
+            continue;
+        }
+        let newest = evidence::history(state_dir, &d.job, history)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(_, e)| e.outcome == Outcome::Passed);
+        if let Some((_, e)) = newest {
+            last_success.insert(d.job.clone(), e.finished);
+        }
+    }
+    last_success
+}
+
+/// The drill metrics of a `vault --json drill` run's report, for `vault run`'s
+/// `/metrics`; None when it is not one.
+pub fn metrics_of_report(state_dir: &Path, history: usize, stdout: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        drills: Vec<One>,
+    }
+    #[derive(serde::Deserialize)]
+    struct One {
+        job: String,
+        passed: bool,
+        evidence: Option<evidence::Evidence>,
+    }
+    let report: Report = serde_json::from_slice(stdout).ok()?;
+    let drills: Vec<Drilled> = report
+        .drills
+        .into_iter()
+        .map(|d| Drilled {
+            code: if d.passed {
+                ExitCode::Success
+            } else {
+                ExitCode::DrillFailed
+            },
+            job: d.job,
+            evidence: d.evidence,
+            saved: None,
+            error: None,
+        })
+        .collect();
+    let last_success = last_successes(state_dir, history, &drills);
+    Some(output::metrics(&drills, &last_success).render())
 }
 
 fn history(ctx: &Context, args: &DrillArgs) -> anyhow::Result<()> {
