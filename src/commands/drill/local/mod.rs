@@ -15,9 +15,9 @@
 //! - A server leads a process group of its own: a Ctrl-C at the terminal reaches vault
 //!   only, which stops the server in order. The stop is its shutdown signal first, then
 //!   after [`STOP_GRACE`] SIGKILL to it, its group and its children, then the server is
-//!   reaped. Drop does the same, so a failed or
-//!   interrupted drill that unwinds leaves no process, port or directory behind. Only a
-//!   SIGKILL of vault itself can; the directory then remains, readable by its owner.
+//!   reaped. Drop does the same, so a failed or interrupted drill that unwinds leaves no
+//!   process, port or directory behind. Only a SIGKILL of vault itself can; the
+//!   directory then remains, readable by its owner.
 //! - The settings are for a throwaway copy (no fsync, no doublewrite buffer, no binary
 //!   log): a crash can only lose data that is deleted after the drill anyway.
 
@@ -274,7 +274,8 @@ impl LocalServer {
             };
             tracing::debug!(
                 port = self.port,
-                "port taken meanwhile, trying another: {log}"
+                "port taken meanwhile, trying another: {}",
+                last_lines(&log)
             );
         }
         unreachable!("the last attempt returns")

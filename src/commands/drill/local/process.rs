@@ -24,6 +24,8 @@ pub(super) struct ServerProcess {
     signal: Signal,
     /// Set once reaped.
     status: Option<ExitStatus>,
+    /// Set when even SIGKILL did not end it: dropping it does not wait again.
+    abandoned: bool,
 }
 
 impl ServerProcess {
@@ -46,6 +48,7 @@ impl ServerProcess {
             binary: binary.to_path_buf(),
             signal,
             status: None,
+            abandoned: false,
         })
     }
 
@@ -104,7 +107,7 @@ impl ServerProcess {
     /// Its shutdown signal; after [`STOP_GRACE`] SIGKILL to it, its group and its
     /// children; reaped.
     pub(super) fn stop(&mut self) -> anyhow::Result<()> {
-        if self.status.is_some() {
+        if self.status.is_some() || self.abandoned {
             return Ok(());
         }
         // ESRCH cannot happen for an unreaped child; anything else shows below.
@@ -125,6 +128,7 @@ impl ServerProcess {
                 let _ = rustix::process::kill_process(child, Signal::KILL);
             }
             if !self.exited_within(KILL_GRACE) {
+                self.abandoned = true;
                 bail!(
                     "`{}` (pid {}) did not stop, even after SIGKILL",
                     self.binary.display(),
