@@ -136,7 +136,8 @@ pub struct KubernetesArgs {
     pub role_arn_restorer: Option<String>,
 
     /// The audience of the projected service-account token mounted where
-    /// web_identity_token_file points (the client id your IAM OIDC provider lists)
+    /// web_identity_token_file points: the client id your IAM OIDC provider lists (with
+    /// --output, overlays/web-identity's; the base keeps sts.amazonaws.com, as EKS needs)
     #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
     pub token_audience: String,
 

@@ -66,7 +66,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 #[test]
 fn checkov_passes_on_the_dockerfile_with_no_failed_check() {
     let report = tools::checkov(
-        &tools::crate_root().join("deploy/container/Dockerfile"),
+        &[tools::crate_root().join("deploy/container/Dockerfile")],
         "dockerfile",
     );
     assert_eq!(report.parsing_errors, 0, "{}", report.output);

@@ -24,6 +24,9 @@ pub(super) struct Doc {
     pub value: Value,
 }
 
+/// The audience the EKS pod identity webhook and IAM's EKS OIDC providers use.
+pub(super) const EKS_AUDIENCE: &str = "sts.amazonaws.com";
+
 const HEADER: &str = "# Rendered by `vault deploy kubernetes` from vault.toml: change vault.toml (or \
                       the flags)\n# and render again rather than editing this. docs/kubernetes.md \
                       explains every object.\n";
@@ -219,7 +222,10 @@ pub(super) fn stream(plan: &Plan, options: &Options) -> String {
 /// The kustomize tree: `base/` (no IRSA annotation), `overlays/eks/` (the annotations)
 /// and `overlays/web-identity/` (the token's audience); returns the files written.
 pub(super) fn kustomize(plan: &Plan, options: &Options, dir: &Path) -> Result<Vec<String>, Error> {
-    let docs = documents(plan, options, false);
+    // The base keeps the audience EKS needs; overlays/web-identity sets --token-audience.
+    let mut base_options = options.clone();
+    base_options.audience = EKS_AUDIENCE.to_string();
+    let docs = documents(plan, &base_options, false);
     let mut files: Vec<(String, String)> = Vec::new();
     let mut names: Vec<&str> = docs.iter().map(|d| d.file).collect();
     names.dedup();
@@ -273,7 +279,7 @@ pub(super) fn kustomize(plan: &Plan, options: &Options, dir: &Path) -> Result<Ve
                 Some(_) => ("CronJob", "/spec/jobTemplate/spec/template/spec"),
                 None => ("Deployment", "/spec/template/spec"),
             };
-            let volume = token_volume_index(unit, options);
+            let volume = token_volume_index(unit, &base_options);
             json!({
                 "target": {"kind": kind, "name": unit.name},
                 "patch": yaml(&json!([{
