@@ -11,7 +11,7 @@ use super::options::Options;
 use super::plan::{CONFIG_DIR, CONFIG_KEY, Dir, Kind, PodPaths, Resources, TMP, Timing, Unit};
 use crate::config::{Job, Scratch, Settings};
 use crate::error::Error;
-use crate::source::Spec;
+use crate::source::{PasswordFrom, Spec};
 use crate::store::{Role, Target};
 
 pub(super) struct Builder<'a> {
@@ -209,23 +209,29 @@ impl Builder<'_> {
                 }
             }
             Spec::Mysql(m) => {
-                self.env(unit, &m.password_env);
-                if let Some(file) = &m.password_file {
-                    self.secret_file(unit, file)?;
-                }
+                self.password(unit, &m.password)?;
                 if m.socket.is_none() {
                     unit.database_ports.insert(m.port.unwrap_or(3306));
                 }
             }
             Spec::Redis(r) => {
-                self.env(unit, &r.password_env);
-                if let Some(file) = &r.password_file {
-                    self.secret_file(unit, file)?;
-                }
+                self.password(unit, &r.password)?;
                 unit.database_ports.insert(r.port.unwrap_or(6379));
             }
         }
         Ok(())
+    }
+
+    /// A MySQL or Redis password, as validated (a file's path made absolute).
+    fn password(&self, unit: &mut Unit, from: &PasswordFrom) -> Result<(), Error> {
+        match from {
+            PasswordFrom::None => Ok(()),
+            PasswordFrom::Env(var) => {
+                unit.secret_env.insert(var.clone());
+                Ok(())
+            }
+            PasswordFrom::File(path) => self.secret_file(unit, path),
+        }
     }
 
     pub(super) fn verify(&mut self) -> Result<Unit, Error> {
