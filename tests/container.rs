@@ -207,3 +207,82 @@ fn every_documented_bin_dir_is_provided_by_the_image_packages() {
         );
     }
 }
+
+/// The HEALTHCHECK script passes for any command but `vault run`, and for `vault run`
+/// only when /healthz answers 200.
+#[test]
+fn the_healthcheck_asks_healthz_only_of_vault_run() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    let script = tools::crate_root().join("deploy/container/healthcheck");
+    // A /healthz that answers `status` to every request, on a free port.
+    let serve = |status: &'static str| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                // The whole request first: closing with unread bytes would reset the
+                // connection under the answer.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+        });
+        port
+    };
+    // A stand-in main process whose arguments are `vault ... run` (or not).
+    let main_process = |args: &[&str]| {
+        Command::new("bash")
+            .args(["-c", "sleep 60; true", "vault"])
+            .args(args)
+            .spawn()
+            .unwrap()
+    };
+    let check = |pid: u32, port: u16| {
+        Command::new("bash")
+            .arg(&script)
+            .env("VAULT_HEALTH_PID", pid.to_string())
+            .env("VAULT_HEALTH_PORT", port.to_string())
+            .output()
+            .unwrap()
+    };
+    let healthy = serve("200 OK");
+    let unhealthy = serve("503 Service Unavailable");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut backup = main_process(&["--config", "/etc/vault/vault.toml", "backup"]);
+    let mut run = main_process(&["--config", "/etc/vault/vault.toml", "run"]);
+    assert!(
+        check(backup.id(), closed).status.success(),
+        "not vault run: nothing to check"
+    );
+    assert!(
+        check(run.id(), healthy).status.success(),
+        "vault run, /healthz 200"
+    );
+    let out = check(run.id(), unhealthy);
+    assert!(!out.status.success(), "vault run, /healthz 503");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("503"), "{said}");
+    assert!(
+        !check(run.id(), closed).status.success(),
+        "vault run, nothing listening"
+    );
+    for child in [&mut backup, &mut run] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -133,3 +133,29 @@ fn relative_paths_are_the_pods_and_each_role_gets_only_its_own() {
         "the drill's evidence on an emptyDir is a warning"
     );
 }
+
+/// The PrometheusRule's alerts are docs/operations.md's, expression for expression
+/// (verify's textfile age replaced by the Pushgateway's, as operations.md says to).
+#[test]
+fn the_alert_rules_are_the_ones_operations_md_documents() {
+    use super::monitoring::{SCHEDULER_ALERTS, VERIFY_ALERTS};
+    let doc = include_str!("../../../docs/operations.md");
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = squash(&doc.replace("expr: |", "expr:"));
+    for alert in VERIFY_ALERTS.iter().chain(SCHEDULER_ALERTS) {
+        if alert.name == "VaultVerifyPushStale" {
+            assert!(doc.contains("time() - push_time_seconds{job=\"vault_verify\"}"));
+            continue;
+        }
+        let at = flat
+            .find(&format!("- alert: {} ", alert.name))
+            .unwrap_or_else(|| panic!("docs/operations.md has no alert {}", alert.name));
+        let rest = &flat[at..];
+        let expr = squash(alert.expr);
+        assert!(
+            rest.contains(&format!("expr: {expr}")),
+            "{}: docs/operations.md's expression differs from `{expr}`",
+            alert.name
+        );
+    }
+}
