@@ -65,6 +65,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check stored backups against their manifests [identity: verifier; restorer with --deep]
     Verify(VerifyArgs),
+    /// Hide backups whose lock has ended behind delete markers, keeping each job's newest [identity: pruner]
+    Prune(PruneArgs),
     /// Prove what each identity can and cannot do, and that the store enforces locks
     Doctor(DoctorArgs),
     /// Try vault end to end in a scratch directory: backup, list, verify, restore, compare
@@ -369,6 +371,17 @@ pub struct VerifyArgs {
     /// Push Prometheus metrics to this Pushgateway URL [default: [verify] pushgateway]
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only these jobs (a `[[job]]` name covers the jobs it expands into) [default: every configured job]
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+
+    /// Print what would be pruned and the bytes it would free; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -91,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Restore(args) => commands::restore::run(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
+        Command::Prune(args) => commands::prune::run(&ctx, args).await,
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Run(args) => commands::run::run(&ctx, args).await,
         Command::Drill(args) => commands::drill::run(&ctx, args).await,

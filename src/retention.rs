@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::SubsecRound as _;
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeDelta, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -219,6 +219,25 @@ impl Policy {
             retain_until: self.period(tier).after(at),
         };
         (tier, lock)
+    }
+}
+
+/// What `vault prune` keeps. The lock is the guarantee, pruning the cost control: a
+/// backup is pruned only once its lock has ended and `grace` more has passed, and
+/// never while it is among its job's newest `keep_last` good backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruning {
+    /// The default for jobs that set none; at least 1.
+    pub keep_last: u32,
+    pub grace: TimeDelta,
+}
+
+impl Default for Pruning {
+    fn default() -> Self {
+        Pruning {
+            keep_last: 1,
+            grace: TimeDelta::days(1),
+        }
     }
 }
 

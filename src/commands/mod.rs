@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod drill;
 pub mod keygen;
 pub mod list;
+pub mod prune;
 pub mod restore;
 pub mod run;
 pub mod verify;

@@ -89,6 +89,10 @@ pub(super) struct RetentionSection {
     pub weekly: Option<Period>,
     pub monthly: Option<Period>,
     pub yearly: Option<Period>,
+    /// `vault prune`: how many of each job's newest good backups are never pruned.
+    pub keep_last: Option<u32>,
+    /// `vault prune`: how long after a lock ends a backup may be pruned.
+    pub prune_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +141,8 @@ pub(super) struct IdentitiesSection {
     pub verifier: IdentitySection,
     #[serde(default)]
     pub restorer: IdentitySection,
+    #[serde(default)]
+    pub pruner: IdentitySection,
 }
 
 /// One `[identities.<role>]`: how it reaches the store, and (restorer only) its age key.
@@ -160,6 +166,8 @@ pub(super) struct JobSection {
     pub grace: Option<String>,
     pub ping: Option<Ping>,
     pub recipients: Option<Vec<String>>,
+    /// `vault prune` keeps this many of the job's newest good backups.
+    pub keep_last: Option<u32>,
     pub source: Spec,
     #[serde(default)]
     pub drill: super::drill::JobDrillSection,

@@ -36,13 +36,16 @@ pub struct Job {
     pub source: Spec,
     /// What `vault drill` does for it beyond `[drill]`.
     pub drill: JobDrill,
+    /// How many of its newest good backups `vault prune` never prunes (at least 1).
+    pub keep_last: u32,
 }
 
-/// Validates every `[[job]]` in order; `recipients` are `[encryption]`'s, for jobs that
-/// name none. The error is the reason; the caller names the file.
+/// Validates every `[[job]]` in order; `recipients` are `[encryption]`'s and
+/// `keep_last` is `[retention]`'s, for jobs that name none. The error is the reason; the caller names the file.
 pub(super) fn jobs(
     sections: Vec<JobSection>,
     recipients: &[Recipient],
+    keep_last: u32,
     timezone: Tz,
     base: &Path,
 ) -> Result<Vec<Job>, String> {
@@ -91,6 +94,9 @@ pub(super) fn jobs(
             None => recipients.to_vec(),
         };
         let drill = job_drill(job.drill, base).map_err(|e| j(format!("[job.drill] {e}")))?;
+        let keep_last = super::sections::keep_last(job.keep_last)
+            .map_err(j)?
+            .unwrap_or(keep_last);
         for (name, source) in job.source.expand(&job.name, base).map_err(j)? {
             if name != job.name && !seen.insert(name.clone()) {
                 return Err(format!("job `{name}` is defined twice"));
@@ -105,6 +111,7 @@ pub(super) fn jobs(
                 recipients: job_recipients.clone(),
                 source,
                 drill: drill.clone(),
+                keep_last,
             });
         }
     }

@@ -31,7 +31,7 @@ use crate::crypto;
 use crate::error::Error;
 use crate::manifest::Layout;
 use crate::pipeline::Compression;
-use crate::retention::Policy;
+use crate::retention::{Policy, Pruning};
 use crate::signing::Signing;
 use crate::store::Target;
 
@@ -50,6 +50,8 @@ pub struct Settings {
     pub layout: Layout,
     pub compression: Compression,
     pub retention: Policy,
+    /// What `vault prune` keeps; each job's `keep_last` is on the job.
+    pub pruning: Pruning,
     pub identities: Identities,
     pub signing: Signing,
     pub verify: VerifySettings,
@@ -116,6 +118,8 @@ impl Settings {
 
         let retention = sections::retention_policy(&file.retention)
             .map_err(|e| bad(format!("[retention] {e}")))?;
+        let pruning =
+            sections::pruning(&file.retention).map_err(|e| bad(format!("[retention] {e}")))?;
         let identities = sections::identities(file.identities, &base)?;
         let signing = sections::signing_settings(file.signing, &base)
             .map_err(|e| bad(format!("[signing] {e}")))?;
@@ -125,7 +129,14 @@ impl Settings {
             .map_err(|e| bad(format!("[verify] {e}")))?;
         let drill = drill::drill_settings(file.drill, &base, scheduler.timezone)
             .map_err(|e| bad(format!("[drill] {e}")))?;
-        let jobs = jobs::jobs(file.jobs, &recipients, scheduler.timezone, &base).map_err(bad)?;
+        let jobs = jobs::jobs(
+            file.jobs,
+            &recipients,
+            pruning.keep_last,
+            scheduler.timezone,
+            &base,
+        )
+        .map_err(bad)?;
 
         Ok(Settings {
             path: path.to_path_buf(),
@@ -136,6 +147,7 @@ impl Settings {
                 threads: c.threads,
             },
             retention,
+            pruning,
             identities,
             signing,
             verify,
@@ -173,6 +185,13 @@ impl Settings {
             return Err(self.job(name).unwrap_err());
         }
         Ok(group)
+    }
+
+    /// How many of `job`'s newest good backups `vault prune` keeps: the job's
+    /// `keep_last`, else `[retention] keep_last` (also for a job no longer configured).
+    pub fn keep_last(&self, job: &str) -> u32 {
+        self.job(job)
+            .map_or(self.pruning.keep_last, |j| j.keep_last)
     }
 
     /// The named job, or an error listing the jobs that exist.

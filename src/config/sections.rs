@@ -9,19 +9,21 @@ use super::file::{
 use super::schedule::Schedule;
 use crate::error::Error;
 use crate::notify::Ping;
-use crate::retention::{LockSource, Policy};
+use crate::retention::{LockSource, Policy, Pruning};
 use crate::signing::{PublicKey, Signing};
 use crate::store::{Identity, Role};
+use crate::units::parse_duration;
 
 /// The chain state directory when `[signing] state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vault";
 
-/// The three identities.
+/// The four identities.
 #[derive(Debug, Clone, Default)]
 pub struct Identities {
     pub writer: IdentitySection,
     pub verifier: IdentitySection,
     pub restorer: IdentitySection,
+    pub pruner: IdentitySection,
 }
 
 impl Identities {
@@ -31,6 +33,7 @@ impl Identities {
             Role::Writer => &self.writer.store,
             Role::Verifier => &self.verifier.store,
             Role::Restorer => &self.restorer.store,
+            Role::Pruner => &self.pruner.store,
         }
     }
 }
@@ -55,6 +58,7 @@ pub(super) fn identities(mut ids: IdentitiesSection, base: &Path) -> Result<Iden
         (Role::Writer, &mut ids.writer),
         (Role::Verifier, &mut ids.verifier),
         (Role::Restorer, &mut ids.restorer),
+        (Role::Pruner, &mut ids.pruner),
     ] {
         identity(id, role.as_str(), base)
             .map_err(|msg| Error::config(format!("[identities.{}]: {msg}", role.as_str())))?;
@@ -63,6 +67,7 @@ pub(super) fn identities(mut ids: IdentitiesSection, base: &Path) -> Result<Iden
         writer: ids.writer,
         verifier: ids.verifier,
         restorer: ids.restorer,
+        pruner: ids.pruner,
     })
 }
 
@@ -71,7 +76,7 @@ fn identity(id: &mut IdentitySection, name: &str, base: &Path) -> Result<(), Str
     if id.age_identity_file.is_some() && name != "restorer" {
         return Err(
             "age_identity_file belongs to [identities.restorer] only: the writer and \
-             verifier must not hold the decryption key"
+             verifier and pruner must not hold the decryption key"
                 .into(),
         );
     }
@@ -120,6 +125,27 @@ pub(super) fn retention_policy(r: &RetentionSection) -> Result<Policy, String> {
                 yearly: period,
             })
         }
+    }
+}
+
+/// `[retention] keep_last` and `prune_grace`: what `vault prune` keeps.
+pub(super) fn pruning(r: &RetentionSection) -> Result<Pruning, String> {
+    let defaults = Pruning::default();
+    let keep_last = keep_last(r.keep_last)?.unwrap_or(defaults.keep_last);
+    let grace = match &r.prune_grace {
+        Some(text) => parse_duration(text).map_err(|e| format!("prune_grace: {e}"))?,
+        None => defaults.grace,
+    };
+    Ok(Pruning { keep_last, grace })
+}
+
+/// A `keep_last` as written: at least 1, so a job never loses its last good backup.
+pub(super) fn keep_last(value: Option<u32>) -> Result<Option<u32>, String> {
+    match value {
+        Some(0) => Err("keep_last = 0 would let a job lose its last good backup: the \
+                        minimum is 1"
+            .into()),
+        other => Ok(other),
     }
 }
 

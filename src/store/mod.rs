@@ -3,7 +3,10 @@
 //! The trait is what every later backend must fit (S3 with Object Lock, other clouds):
 //! write a new object once, read an object (by version where the store has versions),
 //! describe one, list a prefix. Nothing here deletes or overwrites: vault has no code
-//! path that removes a backup. [`conformance`] is the suite every store passes.
+//! path that removes a backup. The one way to make a backup leave is [`Store::hide`]:
+//! a delete marker on a versioned bucket, used only by `vault prune` under the pruner
+//! identity once a backup's lock has ended; the version stays until the bucket's
+//! lifecycle rule removes it. [`conformance`] is the suite every store passes.
 //!
 //! Retries are not a wrapper around a store: [`crate::retry::Retry`] wraps each
 //! request inside the S3 store (each `PutObject`, `UploadPart`, `GetObject`, list
@@ -132,6 +135,19 @@ pub trait Store: Send + Sync {
     async fn bucket_settings(&self) -> Result<Option<BucketSettings>, Error> {
         Ok(None)
     }
+
+    /// Hides `key` behind a delete marker: on a versioned bucket every version stays
+    /// (and stays locked); readers of the current version no longer see it, and the
+    /// bucket's noncurrent-version expiration removes the version once its lock allows.
+    /// Never removes a version. Only `vault prune` calls it, as [`Role::Pruner`]; a
+    /// store without versions cannot hide without deleting, and refuses.
+    async fn hide(&self, key: &str) -> Result<(), Error> {
+        Err(Error::config(format!(
+            "cannot prune {key} in {}: pruning adds delete markers, which needs an S3 \
+             bucket with versioning (a local directory is pruned by its owner)",
+            self.describe()
+        )))
+    }
 }
 
 /// The first-written object version of each key in a listing (sorted by key, newest
@@ -190,7 +206,7 @@ pub struct ExpiryRule {
     pub date: Option<DateTime<Utc>>,
 }
 
-/// Who is asking: each command opens the store as exactly one of the three
+/// Who is asking: each command opens the store as exactly one of the four
 /// identities, and gets only that identity's credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -200,6 +216,9 @@ pub enum Role {
     Verifier,
     /// `restore`, `verify --deep`: may read and list, never write.
     Restorer,
+    /// `prune`: may read and list, and add delete markers; never write, delete a
+    /// version, or change a lock. Lives in the vault account, never on backup hosts.
+    Pruner,
 }
 
 impl Role {
@@ -208,6 +227,7 @@ impl Role {
             Role::Writer => "writer",
             Role::Verifier => "verifier",
             Role::Restorer => "restorer",
+            Role::Pruner => "pruner",
         }
     }
 }

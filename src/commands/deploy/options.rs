@@ -117,13 +117,15 @@ impl Options {
             Role::Writer => &self.writer_namespace,
             Role::Verifier => &self.verifier_namespace,
             Role::Restorer => &self.restorer_namespace,
+            // Not rendered: the pruner runs in the vault account, not beside the jobs.
+            Role::Pruner => &None,
         };
         own.as_deref().unwrap_or(&self.namespace)
     }
 
     /// The role ARN given on the command line for `role`.
     pub fn role_arn(&self, role: Role) -> Option<&str> {
-        self.role_arns[role_index(role)].as_deref()
+        role_index(role).and_then(|i| self.role_arns[i].as_deref())
     }
 
     /// The claim whose path holds `path`, the deepest one.
@@ -135,11 +137,12 @@ impl Options {
     }
 }
 
-fn role_index(role: Role) -> usize {
+fn role_index(role: Role) -> Option<usize> {
     match role {
-        Role::Writer => 0,
-        Role::Verifier => 1,
-        Role::Restorer => 2,
+        Role::Writer => Some(0),
+        Role::Verifier => Some(1),
+        Role::Restorer => Some(2),
+        Role::Pruner => None,
     }
 }
 

@@ -36,6 +36,7 @@ fn role_file(role: Role) -> &'static str {
         Role::Writer => "writer.yaml",
         Role::Verifier => "verifier.yaml",
         Role::Restorer => "restorer.yaml",
+        Role::Pruner => "pruner.yaml",
     }
 }
 
@@ -81,6 +82,7 @@ pub(super) fn documents(plan: &Plan, options: &Options, irsa: bool) -> Vec<Doc> 
                     Role::Writer => "backup",
                     Role::Verifier => "verify",
                     Role::Restorer => "drill and restore",
+                    Role::Pruner => "prune",
                 }
             ),
             value: service_account(*role, ns, annotation),

@@ -36,6 +36,10 @@ pub struct BackupCheck {
     pub lock: Option<Lock>,
     /// The data version the manifest records is not in the listing.
     pub data_gone: bool,
+    /// Pruned: its lock ended and a delete marker hides its manifest (`vault prune`
+    /// hides the manifest first, then the data). Expected, not a finding; it no longer
+    /// counts as a good backup.
+    pub pruned: bool,
     /// Whether the ciphertext was downloaded and hashed (and with --deep, decrypted).
     pub hashed: bool,
 }
@@ -54,6 +58,8 @@ pub struct Checked {
     pub hashed: bool,
     /// The data object's lock as the store reports it.
     pub lock: Option<Lock>,
+    /// Pruned after its lock ended (hidden by delete markers, awaiting removal).
+    pub pruned: bool,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -85,6 +91,7 @@ impl BackupCheck {
             findings: Vec::new(),
             lock: None,
             data_gone: false,
+            pruned: false,
             hashed: false,
         }
     }
@@ -97,7 +104,10 @@ impl BackupCheck {
     /// Readable, its data present, and nothing found that spoils it: it counts for
     /// freshness, gaps, size and the chain.
     pub fn is_good(&self) -> bool {
-        self.manifest().is_some() && !self.data_gone && !self.findings.iter().any(Finding::spoils)
+        self.manifest().is_some()
+            && !self.data_gone
+            && !self.pruned
+            && !self.findings.iter().any(Finding::spoils)
     }
 
     /// The checks made for every backup, without downloading it.
@@ -118,15 +128,34 @@ impl BackupCheck {
             }
         };
         let out = &mut check.findings;
-        let (found, data_gone) = version_findings(m, &entry.key, versions, now);
-        out.extend(found);
-        check.data_gone = data_gone;
+        let seen = version_findings(m, &entry.key, versions, now);
+        out.extend(seen.findings);
+        check.data_gone = seen.data_gone;
+        check.pruned = seen.pruned;
+        let data_gone = seen.data_gone;
         if !data_gone {
             let version = m.data.version_id.as_deref();
             check.lock = read_lock(store, Object::Data, &m.data.key, version, m, out).await;
         }
         let version = entry.version_id.as_deref();
-        read_lock(store, Object::Manifest, &entry.key, version, m, out).await;
+        let manifest_lock = read_lock(store, Object::Manifest, &entry.key, version, m, out).await;
+        // Pruned by the manifest's promise, but the store still holds a lock: hidden
+        // early, whoever did it.
+        if check.pruned
+            && let Some(until) = [check.lock, manifest_lock]
+                .into_iter()
+                .flatten()
+                .map(|l| l.retain_until)
+                .max()
+                .filter(|until| *until > now)
+        {
+            out.push(Finding::integrity(format!(
+                "tampering: backup {} is hidden by delete markers while the store still \
+                 locks it until {}",
+                m.backup_id,
+                until.to_rfc3339()
+            )));
+        }
         if let Some(why) = signing.distrust(m, entry.stored_at) {
             out.push(Finding::integrity(format!(
                 "tampering: manifest {}: {why}",
@@ -173,6 +202,7 @@ impl BackupCheck {
             key: self.entry.key,
             hashed: self.hashed,
             lock: self.lock,
+            pruned: self.pruned,
             ok: error.is_none(),
             error,
             findings: self.findings,
@@ -180,27 +210,42 @@ impl BackupCheck {
     }
 }
 
+/// What the versions of a backup's two keys say.
+pub(super) struct Seen {
+    pub findings: Vec<Finding>,
+    /// The data version the manifest records is not in the listing.
+    pub data_gone: bool,
+    /// Its lock ended and a delete marker hides its manifest: pruned.
+    pub pruned: bool,
+}
+
 /// vault writes every key exactly once: another version or a delete marker on a
 /// backup's data or manifest key means someone else wrote or deleted there; the data
-/// version the manifest records must still exist while its retention runs. Also says
-/// whether that version is gone.
+/// version the manifest records must still exist while its retention runs. Once the
+/// retention has ended, a delete marker over the manifest is pruning (`vault prune`
+/// hides the manifest, then the data): expected, and said by [`Seen::pruned`] rather
+/// than a finding. A delete marker on a backup whose lock holds is tampering however
+/// it got there: Object Lock lets anyone allowed `s3:DeleteObject` add one.
 pub(super) fn version_findings(
     m: &Manifest,
     manifest_key: &str,
     versions: &Versions<'_>,
     now: DateTime<Utc>,
-) -> (Vec<Finding>, bool) {
+) -> Seen {
     let none = Vec::new();
     let data = versions.get(m.data.key.as_str()).unwrap_or(&none);
     let manifest = versions.get(manifest_key).unwrap_or(&none);
-    let mut out = other_writes(m, Object::Data, &m.data.key, data, now);
+    let expired = m.retention.lock.retain_until <= now;
+    // Newest first within a key: a hidden key's first entry is a delete marker.
+    let pruned = expired && manifest.first().is_some_and(|v| v.delete_marker);
+    let mut out = other_writes(m, Object::Data, &m.data.key, data, now, pruned);
     let gone = match &m.data.version_id {
         Some(id) => !data
             .iter()
             .any(|v| !v.delete_marker && v.version_id.as_ref() == Some(id)),
         None => data.iter().all(|v| v.delete_marker),
     };
-    if gone {
+    if gone && !pruned {
         let key = &m.data.key;
         let version = m.data.version_id.as_deref().unwrap_or("object");
         let until = m.retention.lock.retain_until;
@@ -226,8 +271,13 @@ pub(super) fn version_findings(
         manifest_key,
         manifest,
         now,
+        pruned,
     ));
-    (out, gone)
+    Seen {
+        findings: out,
+        data_gone: gone,
+        pruned,
+    }
 }
 
 /// Delete markers and versions beyond the one vault wrote on one of a backup's keys.
@@ -237,11 +287,12 @@ fn other_writes(
     key: &str,
     versions: &[&VersionInfo],
     now: DateTime<Utc>,
+    pruned: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let markers = versions.iter().filter(|v| v.delete_marker).count();
     let objects = versions.len() - markers;
-    if markers > 0 {
+    if markers > 0 && !pruned {
         let message = format!(
             "{what} key {key} has {markers} delete marker{}",
             if markers == 1 { "" } else { "s" }
@@ -386,29 +437,60 @@ mod tests {
         for v in &listing {
             versions.entry(v.key.as_str()).or_default().push(v);
         }
-        let (locked, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
-        assert!(!gone);
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
+        let locked = seen.findings;
+        assert!(!seen.data_gone && !seen.pruned);
         assert!(
             locked.iter().any(|f| f.severity == Severity::Integrity
                 && f.message
                     .contains("tampering: data key k has 1 delete marker")),
             "{locked:?}"
         );
-        let (pruned, _) = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        // Only the data hidden after the lock: a manifest without its data, a warning.
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        let expired = seen.findings;
+        assert!(!seen.pruned);
         assert!(
-            pruned.iter().all(|f| f.severity == Severity::Warning)
-                && pruned[0].message.contains("expired backup"),
-            "{pruned:?}"
+            expired.iter().all(|f| f.severity == Severity::Warning)
+                && expired[0].message.contains("expired backup"),
+            "{expired:?}"
+        );
+        // The manifest hidden too, as `vault prune` does: pruned, nothing to say; the
+        // same markers while the lock holds are tampering.
+        let both = [
+            version("k", "m1", true),
+            version("k", "v1", false),
+            version("mk", "m2", true),
+            version("mk", "mv", false),
+        ];
+        let mut versions: BTreeMap<&str, Vec<&VersionInfo>> = BTreeMap::new();
+        for v in &both {
+            versions.entry(v.key.as_str()).or_default().push(v);
+        }
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        assert!(seen.pruned && seen.findings.is_empty(), "{:?}", seen.findings);
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(34));
+        assert!(!seen.pruned);
+        assert_eq!(
+            seen.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Integrity)
+                .count(),
+            2,
+            "{:?}",
+            seen.findings
         );
         // The version itself deleted: tampering before the promise, pruning after.
         let versions: BTreeMap<&str, Vec<&VersionInfo>> = BTreeMap::new();
-        let (early, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(1));
+        let (early, gone) = (seen.findings, seen.data_gone);
         assert!(
             gone && early
                 .iter()
                 .any(|f| f.message.contains("deleted before its retention ended"))
         );
-        let (late, gone) = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
+        let (late, gone) = (seen.findings, seen.data_gone);
         assert!(
             gone && late.iter().all(|f| f.severity == Severity::Warning),
             "{late:?}"

@@ -2,6 +2,7 @@
 //! every backup, the downloads the scope chooses, and the verdict on the job
 //! (freshness, gaps, size, chain) over its good backups.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -13,10 +14,11 @@ use serde::Serialize;
 use super::backup::{BackupCheck, Checked, Versions};
 use super::judge::{self, Expect, Finding, Linked, Status};
 use crate::catalog;
+use crate::commands::prune::plan;
 use crate::config::Settings;
 use crate::crypto::Identities;
 use crate::manifest::Manifest;
-use crate::store::{self, Store};
+use crate::store::{self, Store, VersionInfo};
 
 /// How many backups have their versions, locks and signature checked at once (per
 /// job): HEAD requests, mostly.
@@ -39,6 +41,10 @@ pub struct JobReport {
     pub newest_size: Option<u64>,
     pub newest_plaintext_size: Option<u64>,
     pub chain_segments: usize,
+    /// Backups pruned after their lock ended, awaiting removal by the bucket's lifecycle.
+    pub pruned: usize,
+    /// What the job holds in the bucket and what leaves it soon.
+    pub storage: Storage,
     pub findings: Vec<Finding>,
     /// Gaps longer than interval + grace in the recent series (each also a finding).
     #[serde(skip)]
@@ -65,12 +71,32 @@ impl JobReport {
             newest_size: None,
             newest_plaintext_size: None,
             chain_segments: 0,
+            pruned: 0,
+            storage: Storage::default(),
             findings: Vec::new(),
             gaps: 0,
             size_anomaly: false,
         }
     }
 }
+
+/// What a job holds: every stored version under it, pruned or not.
+#[derive(Debug, Default, Serialize)]
+pub struct Storage {
+    /// Every object version under the job (data and manifests, hidden ones included):
+    /// what the job is billed for.
+    pub bytes: u64,
+    /// Of those, the versions hidden by delete markers, which the bucket's
+    /// noncurrent-version expiration removes.
+    pub pruned_bytes: u64,
+    /// Backups `vault prune` may prune within the next [`EXPIRING_DAYS`] days (their
+    /// lock and the grace over, beyond `keep_last`), and their stored bytes.
+    pub expiring_backups: usize,
+    pub expiring_bytes: u64,
+}
+
+/// How far ahead `verify` looks for backups whose lock ends.
+pub const EXPIRING_DAYS: i64 = 30;
 
 /// Which backups get their ciphertext downloaded and hashed.
 pub struct Scope {
@@ -175,10 +201,25 @@ pub async fn verify_job(
         .collect::<()>()
         .await;
     report.hashed = backups.iter().filter(|b| b.hashed).count();
+    report.pruned = backups.iter().filter(|b| b.pruned).count();
+    report.storage = storage(&listing, &versions, &backups, settings, job, now);
 
     let good: Vec<&BackupCheck> = backups.iter().filter(|b| b.is_good()).collect();
     let signed = !settings.signing.public_keys.is_empty();
-    judge_job(&mut report, &good, &expect, scope.since, signed, now);
+    // Manifests pruned (hidden, or their versions already removed by the lifecycle):
+    // a chain link to one of them is not a hole.
+    let pruned: HashSet<&str> = backups
+        .iter()
+        .filter(|b| b.pruned)
+        .filter_map(|b| b.manifest().map(|m| m.backup_id.as_str()))
+        .chain(
+            versions
+                .iter()
+                .filter(|(_, v)| v.iter().all(|v| v.delete_marker))
+                .filter_map(|(key, _)| settings.layout.backup_id_of(job, key)),
+        )
+        .collect();
+    judge_job(&mut report, &good, &expect, scope.since, signed, &pruned, now);
 
     let checked: Vec<Checked> = backups.into_iter().map(|b| b.into_checked(job)).collect();
     report.status = Status::of(
@@ -191,6 +232,67 @@ pub async fn verify_job(
     (report, checked)
 }
 
+/// The job's storage: every version's bytes, the hidden ones', and what `vault prune`
+/// may prune in the next [`EXPIRING_DAYS`] days as things stand.
+fn storage(
+    listing: &[VersionInfo],
+    versions: &Versions<'_>,
+    backups: &[BackupCheck],
+    settings: &Settings,
+    job: &str,
+    now: DateTime<Utc>,
+) -> Storage {
+    let hidden = |key: &str| {
+        versions
+            .get(key)
+            .and_then(|v| v.first())
+            .is_some_and(|v| v.delete_marker)
+    };
+    let stored = listing.iter().filter(|v| !v.delete_marker);
+    let bytes = stored.clone().map(|v| v.size).sum();
+    let pruned_bytes = stored.filter(|v| hidden(&v.key)).map(|v| v.size).sum();
+    let candidates: Vec<(&BackupCheck, plan::Backup)> = backups
+        .iter()
+        .filter_map(|b| {
+            let m = b.manifest()?;
+            let until = [Some(m.retention.lock), b.lock]
+                .into_iter()
+                .flatten()
+                .map(|l| l.retain_until)
+                .max();
+            Some((
+                b,
+                plan::Backup {
+                    backup_id: m.backup_id.clone(),
+                    until,
+                    good: b.is_good(),
+                    manifest_hidden: b.pruned || hidden(&b.entry.key),
+                    data_hidden: hidden(&m.data.key),
+                },
+            ))
+        })
+        .collect();
+    let list: Vec<plan::Backup> = candidates.iter().map(|(_, p)| p.clone()).collect();
+    let later = now + TimeDelta::days(EXPIRING_DAYS);
+    let decisions = plan::plan(&list, settings.keep_last(job), settings.pruning.grace, later);
+    let expiring: Vec<&BackupCheck> = candidates
+        .iter()
+        .zip(decisions)
+        .filter(|(_, d)| *d == plan::Decision::Prune)
+        .map(|((b, _), _)| *b)
+        .collect();
+    Storage {
+        bytes,
+        pruned_bytes,
+        expiring_backups: expiring.len(),
+        expiring_bytes: expiring
+            .iter()
+            .filter_map(|b| b.manifest())
+            .map(|m| m.data.size)
+            .sum(),
+    }
+}
+
 /// Per job: freshness, gaps, size and (when signing is on) the chain, over the good
 /// backups; and which one is the newest.
 fn judge_job(
@@ -199,6 +301,7 @@ fn judge_job(
     expect: &Expect,
     since: Option<DateTime<Utc>>,
     signed: bool,
+    pruned: &HashSet<&str>,
     now: DateTime<Utc>,
 ) {
     let good_manifests: Vec<&Manifest> = good.iter().filter_map(|b| b.manifest()).collect();
@@ -230,7 +333,7 @@ fn judge_job(
                 })
             })
             .collect();
-        let (chain_findings, segments) = judge::chain(&linked);
+        let (chain_findings, segments) = judge::chain(&linked, pruned);
         report.findings.extend(chain_findings);
         report.chain_segments = segments;
     }

@@ -2,7 +2,7 @@
 //! anomalies and the signed chain, each said as a `Finding`; and the job's one-word
 //! `Status` from the worst of them. Pure functions over what was read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -241,8 +241,10 @@ pub struct Linked<'m> {
 }
 
 /// What the signed chain of one job says: holes and forks are tampering; each new
-/// segment after the first is reported.
-pub fn chain(linked: &[Linked<'_>]) -> (Vec<Finding>, usize) {
+/// segment after the first is reported. A link to a manifest in `pruned` (hidden after
+/// its lock ended, or already removed by the bucket's lifecycle) is not a hole: the
+/// tiers make pruning leave gaps, a daily gone beside a monthly that stays.
+pub fn chain(linked: &[Linked<'_>], pruned: &HashSet<&str>) -> (Vec<Finding>, usize) {
     let mut findings = Vec::new();
     let by_hash: HashMap<&str, &Manifest> = linked.iter().map(|l| (l.blake3, l.manifest)).collect();
     let oldest = linked.iter().map(|l| l.manifest.backup_id.as_str()).min();
@@ -281,7 +283,9 @@ pub fn chain(linked: &[Linked<'_>]) -> (Vec<Finding>, usize) {
                     .or_default()
                     .push(&l.manifest.backup_id);
                 let expired = match (&link.previous_backup_id, oldest) {
-                    (Some(prev), Some(oldest)) => prev.as_str() < oldest,
+                    (Some(prev), Some(oldest)) => {
+                        prev.as_str() < oldest || pruned.contains(prev.as_str())
+                    }
                     _ => false,
                 };
                 match by_hash.get(previous) {
@@ -442,17 +446,20 @@ pub(super) mod tests {
                 })
                 .collect()
         }
-        let (f, segments) = chain(&linked(&ms, None));
+        let (f, segments) = chain(&linked(&ms, None), &HashSet::new());
         assert!(f.is_empty(), "{f:?}");
         assert_eq!(segments, 1);
         // The oldest gone (expired): fine. One in the middle gone: a hole.
-        assert!(chain(&linked(&ms, Some(0))).0.is_empty());
-        let (f, _) = chain(&linked(&ms, Some(2)));
+        assert!(chain(&linked(&ms, Some(0)), &HashSet::new()).0.is_empty());
+        let (f, _) = chain(&linked(&ms, Some(2)), &HashSet::new());
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.contains("chain hole"), "{f:?}");
+        // Unless it was pruned (a daily between two backups of longer tiers).
+        let pruned: HashSet<&str> = [ms[2].backup_id.as_str()].into();
+        assert!(chain(&linked(&ms, Some(2)), &pruned).0.is_empty());
         // Two manifests continuing the same one: a fork.
         ms[3].chain.as_mut().unwrap().previous = Some("h1".into());
-        let (f, _) = chain(&linked(&ms, None));
+        let (f, _) = chain(&linked(&ms, None), &HashSet::new());
         assert!(f.iter().any(|f| f.message.contains("fork")), "{f:?}");
         // A new segment later on is reported, not a failure.
         ms[3].chain = Some(Chain {
@@ -461,7 +468,7 @@ pub(super) mod tests {
             previous: None,
             previous_backup_id: None,
         });
-        let (f, segments) = chain(&linked(&ms, None));
+        let (f, segments) = chain(&linked(&ms, None), &HashSet::new());
         assert_eq!(segments, 2);
         assert!(f.iter().all(|f| f.severity == Severity::Warning), "{f:?}");
     }

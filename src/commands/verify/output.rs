@@ -111,6 +111,8 @@ pub fn human(report: &Report) -> String {
         "AGE",
         "STORED",
         "EXPECTED",
+        "HELD",
+        "EXPIRING 30D",
     ]);
     for j in &report.jobs {
         table.row(vec![
@@ -126,6 +128,20 @@ pub fn human(report: &Report) -> String {
                 "every {} + {}",
                 human_duration(chrono::TimeDelta::seconds(j.interval_seconds)),
                 human_duration(chrono::TimeDelta::seconds(j.grace_seconds))
+            ),
+            if j.pruned > 0 {
+                format!(
+                    "{} ({} pruned)",
+                    human_bytes(j.storage.bytes),
+                    j.pruned
+                )
+            } else {
+                human_bytes(j.storage.bytes)
+            },
+            format!(
+                "{} ({})",
+                j.storage.expiring_backups,
+                human_bytes(j.storage.expiring_bytes)
             ),
         ]);
     }
@@ -233,7 +249,7 @@ pub fn prometheus(report: &Report) -> Metrics {
         );
     }
 
-    let families: [JobFamily; 11] = [
+    let families: [JobFamily; 15] = [
         (
             "vault_job_last_success_timestamp_seconds",
             "When the job's newest good backup finished (Unix time); 0 when it has none.",
@@ -283,6 +299,26 @@ pub fn prometheus(report: &Report) -> Metrics {
             "vault_job_expected_interval_seconds",
             "How often the job is expected to back up.",
             |j| Some(j.interval_seconds as f64),
+        ),
+        (
+            "vault_job_stored_bytes",
+            "Every object version the job holds in the bucket (pruned ones included until the lifecycle removes them).",
+            |j| Some(j.storage.bytes as f64),
+        ),
+        (
+            "vault_job_pruned_backups",
+            "Backups of the job pruned after their lock ended, awaiting removal by the bucket's lifecycle.",
+            |j| Some(j.pruned as f64),
+        ),
+        (
+            "vault_job_expiring_backups",
+            "Backups of the job vault prune may prune in the next 30 days (lock and grace over, beyond keep_last).",
+            |j| Some(j.storage.expiring_backups as f64),
+        ),
+        (
+            "vault_job_expiring_bytes",
+            "Stored bytes of the backups vault prune may prune in the next 30 days.",
+            |j| Some(j.storage.expiring_bytes as f64),
         ),
         (
             "vault_job_chain_segments",

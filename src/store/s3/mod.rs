@@ -165,6 +165,17 @@ impl Store for S3Store {
     async fn bucket_settings(&self) -> Result<Option<BucketSettings>, Error> {
         self.read_bucket_settings().await
     }
+
+    async fn hide(&self, key: &str) -> Result<(), Error> {
+        // DeleteObject without a version id: on a versioned bucket, a delete marker.
+        send_for!(
+            self,
+            "DeleteObject",
+            delete_object,
+            key = &self.target.key_in_bucket(key),
+        )
+        .map(|_| ())
+    }
 }
 
 /// The version id S3 gave a new object, if it versioned it. None, or `null` (the id S3
