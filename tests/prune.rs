@@ -13,14 +13,19 @@ mod s3harness;
 
 use std::collections::BTreeSet;
 
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{EXIT_INTEGRITY, code, stderr};
-use s3harness::{Keys, LockSetup, PREFIX, S3World};
+use s3harness::{Keys, LockSetup, S3World};
 use serde_json::Value;
 
-/// A command job that dumps `file`, with extra lines.
+/// The expire-lock hook ends a lock one second ago: a grace of one second has passed
+/// by the time vault looks (the default day would keep every such backup).
+const GRACE: &str = "prune_grace = \"1s\"\n";
+
+/// A command job that dumps input.txt, with extra lines.
 fn job(name: &str, extra: &str) -> String {
     format!(
         "[[job]]\nname = \"{name}\"\n{extra}\nsource = {{ kind = \"command\", command = [\"cat\", \"input.txt\"] }}\n"
@@ -34,7 +39,7 @@ struct Vault {
 }
 
 impl Vault {
-    fn new(retention: &str, jobs: &str) -> Vault {
+    fn new(retention: String, jobs: &str) -> Vault {
         let w = S3World::new(LockSetup::PerObject);
         let pruner = w.moto.create_user("vault-pruner", &["pruner"], &w.bucket);
         let identity = |role: &str| {
@@ -51,7 +56,7 @@ impl Vault {
             identity("pruner"),
             identity("restorer"),
         );
-        w.config_with(retention, &identities, jobs);
+        w.config_with(&retention, &identities, jobs);
         std::fs::write(w.world.path("input.txt"), "the database\n").unwrap();
         Vault { w, pruner }
     }
@@ -163,10 +168,7 @@ impl Vault {
             rand_suffix(job, days)
         );
         let ext = m["source"]["extension"].as_str().unwrap().to_string();
-        let data_key = format!(
-            "{job}/data/{}/{id}.{ext}.zst.age",
-            at.format("%Y/%m/%d")
-        );
+        let data_key = format!("{job}/data/{}/{id}.{ext}.zst.age", at.format("%Y/%m/%d"));
         let body = self.read(&w.full_key(m["data"]["key"].as_str().unwrap()));
         let data_version = self.put_locked(&w.full_key(&data_key), body, expire);
         let until = at + TimeDelta::days(lock_days);
@@ -266,7 +268,9 @@ impl Vault {
 /// A deterministic suffix, distinct per (job, age).
 fn rand_suffix(job: &str, days: i64) -> u32 {
     job.bytes()
-        .fold(days as u32 * 2_654_435_761, |h, b| h.rotate_left(5) ^ b as u32)
+        .fold((days as u32).wrapping_mul(2_654_435_761), |h, b| {
+            h.rotate_left(5) ^ b as u32
+        })
 }
 
 fn job_report<'r>(report: &'r Value, job: &str) -> &'r Value {
@@ -284,7 +288,7 @@ fn job_report<'r>(report: &'r Value, job: &str) -> &'r Value {
 /// the real run then prunes.
 #[test]
 fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
-    let v = Vault::new("keep_last = 2\n", &job("db", ""));
+    let v = Vault::new(GRACE.to_string() + "keep_last = 2\n", &job("db", ""));
     v.ok(&["backup", "db"]);
     let fresh = v.w.manifests("db")[0]["backup_id"]
         .as_str()
@@ -312,7 +316,11 @@ fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
         text.lines().all(|l| l.starts_with("would prune db ")),
         "{text}"
     );
-    assert!(stderr(&out).contains("would prune 3 backups"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would prune 3 backups"),
+        "{}",
+        stderr(&out)
+    );
 
     let (pruned, _) = v.prune(&[]);
     assert_eq!(pruned, dry, "the real run prunes what --dry-run said");
@@ -328,11 +336,18 @@ fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
         hidden.insert(manifest);
         hidden.insert(data);
     }
-    assert_eq!(v.hidden(), hidden, "data and manifest of each pruned backup");
+    assert_eq!(
+        v.hidden(),
+        hidden,
+        "data and manifest of each pruned backup"
+    );
     assert_eq!(after.len(), before.len() + 6, "one marker per key");
     // Nothing left to prune: a second run is a no-op.
     assert!(v.prune(&[]).0.is_empty());
-    let _ = (&fresh, &still_locked);
+    // The backup whose manifest says its lock ended but whose store lock holds stays.
+    assert!(!dry.contains(&still_locked));
+    let (m, d) = v.keys_of("db", &still_locked);
+    assert!(!v.hidden().contains(&m) && !v.hidden().contains(&d));
 
     // verify passes; the pruned backups are reported as pruning, not tampering.
     let (code, report) = v.verify(&[]);
@@ -341,8 +356,10 @@ fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
     assert_eq!(db["pruned"], 3, "{db:#}");
     assert_eq!(db["newest"], fresh.as_str(), "{db:#}");
     assert!(db["storage"]["bytes"].as_u64().unwrap() > 0, "{db:#}");
-    for row in report["backups"].as_array().unwrap() {
+    for row in report["checked"].as_array().unwrap() {
         assert_eq!(row["ok"], true, "{row:#}");
+        let pruned = expired[..3].contains(&row["backup_id"].as_str().unwrap().to_string());
+        assert_eq!(row["pruned"], pruned, "{row:#}");
     }
 }
 
@@ -350,7 +367,7 @@ fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
 /// good backup, which still restores.
 #[test]
 fn a_job_that_stopped_keeps_its_last_good_backup() {
-    let v = Vault::new("", &(job("seed", "") + &job("gone", "")));
+    let v = Vault::new(GRACE.to_string(), &(job("seed", "") + &job("gone", "")));
     v.ok(&["backup", "seed"]);
     // Older than every default tier's lock (35d, 13w, 13mo, 7y), newest last; the job
     // has no other backup.
@@ -364,7 +381,13 @@ fn a_job_that_stopped_keeps_its_last_good_backup() {
     assert_eq!(pruned, aged[..3].to_vec(), "keep_last defaults to 1");
     assert!(v.prune(&[]).0.is_empty(), "the last one is never pruned");
     let out = v.w.world.path("gone.restored");
-    v.ok(&["restore", "gone", "--latest", "--output", out.to_str().unwrap()]);
+    v.ok(&[
+        "restore",
+        "gone",
+        "--latest",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "the database\n");
     // verify: stale (no new backup for 700 days), not tampering; its newest is the kept one.
     let (code, report) = v.verify(&["gone"]);
@@ -373,4 +396,130 @@ fn a_job_that_stopped_keeps_its_last_good_backup() {
     assert_eq!(gone["status"], "stale", "{gone:#}");
     assert_eq!(gone["newest"], aged[3].as_str(), "{gone:#}");
     assert_eq!(gone["pruned"], 3, "{gone:#}");
+}
+
+/// The S3 error code of a request, or `None` when it succeeded.
+async fn refused<T, E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    result: Result<T, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+) -> Option<String> {
+    result.err().map(|e| e.code().unwrap_or("?").to_string())
+}
+
+/// Acceptance 2 and 3: the pruner cannot remove or hide a backup whose lock holds —
+/// vault refuses, and the one thing S3 lets it do anyway (a delete marker over a locked
+/// object) leaves every version in place and is flagged by verify as tampering; it
+/// cannot delete a version, change a lock or change the bucket. The writer, verifier
+/// and restorer cannot delete or hide anything.
+#[test]
+fn locked_backups_cannot_be_pruned_and_a_forced_marker_is_tampering() {
+    let v = Vault::new(GRACE.to_string(), &job("db", ""));
+    v.ok(&["backup", "db"]);
+    v.ok(&["backup", "db"]);
+    let ids: Vec<String> =
+        v.w.manifests("db")
+            .iter()
+            .map(|m| m["backup_id"].as_str().unwrap().to_string())
+            .collect();
+    let before = v.versions();
+    // Both locked (the older is not among keep_last = 1): vault refuses.
+    assert!(v.prune(&[]).0.is_empty());
+    assert_eq!(v.versions(), before);
+
+    let (manifest_key, data_key) = v.keys_of("db", &ids[0]);
+    let data_version = before
+        .iter()
+        .find(|(k, _, _)| *k == data_key)
+        .map(|(_, id, _)| id.clone())
+        .unwrap();
+    let bucket = v.w.bucket.clone();
+    let pruner = v.w.moto.client(&v.pruner);
+    v.w.moto.block_on(async {
+        // No version delete, no retention change, no bucket change, no write.
+        let version_delete = pruner
+            .delete_object()
+            .bucket(&bucket)
+            .key(&data_key)
+            .version_id(&data_version)
+            .send()
+            .await;
+        assert_eq!(
+            refused(version_delete).await.as_deref(),
+            Some("AccessDenied")
+        );
+        let shorten = pruner
+            .put_object_retention()
+            .bucket(&bucket)
+            .key(&data_key)
+            .version_id(&data_version)
+            .retention(
+                aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
+                    .retain_until_date(aws_smithy_types::DateTime::from_secs(
+                        Utc::now().timestamp() + 60,
+                    ))
+                    .build(),
+            )
+            .send()
+            .await;
+        assert_eq!(refused(shorten).await.as_deref(), Some("AccessDenied"));
+        let suspend = pruner
+            .put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                    .build(),
+            )
+            .send()
+            .await;
+        assert_eq!(refused(suspend).await.as_deref(), Some("AccessDenied"));
+        let write = pruner
+            .put_object()
+            .bucket(&bucket)
+            .key(&data_key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await;
+        assert_eq!(refused(write).await.as_deref(), Some("AccessDenied"));
+        // The writer, verifier and restorer may not even add a delete marker.
+        for keys in [&v.w.ids.writer, &v.w.ids.verifier, &v.w.ids.restorer] {
+            let client = v.w.moto.client(keys);
+            let hide = client
+                .delete_object()
+                .bucket(&bucket)
+                .key(&manifest_key)
+                .send()
+                .await;
+            assert_eq!(refused(hide).await.as_deref(), Some("AccessDenied"));
+        }
+    });
+    assert_eq!(v.versions(), before, "nothing changed");
+
+    // The pruner's raw call: S3 lets a delete marker over a locked object through.
+    v.w.moto.block_on(async {
+        for key in [&manifest_key, &data_key] {
+            let hide = pruner.delete_object().bucket(&bucket).key(key).send().await;
+            assert_eq!(refused(hide).await, None, "{key}");
+        }
+    });
+    let after = v.versions();
+    assert!(before.is_subset(&after), "every version stays");
+    let (code, report) = v.verify(&[]);
+    assert_eq!(code, EXIT_INTEGRITY, "{report:#}");
+    let row = report["checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["backup_id"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(row["pruned"], false, "{row:#}");
+    assert!(
+        row["error"]
+            .as_str()
+            .unwrap()
+            .contains("tampering: data key"),
+        "{row:#}"
+    );
+    // And vault prune still will not touch it (its lock holds).
+    assert!(v.prune(&["--dry-run"]).0.is_empty());
 }

@@ -142,9 +142,11 @@ pub(super) fn pruning(r: &RetentionSection) -> Result<Pruning, String> {
 /// A `keep_last` as written: at least 1, so a job never loses its last good backup.
 pub(super) fn keep_last(value: Option<u32>) -> Result<Option<u32>, String> {
     match value {
-        Some(0) => Err("keep_last = 0 would let a job lose its last good backup: the \
+        Some(0) => Err(
+            "keep_last = 0 would let a job lose its last good backup: the \
                         minimum is 1"
-            .into()),
+                .into(),
+        ),
         other => Ok(other),
     }
 }

@@ -69,14 +69,9 @@ pub async fn run(ctx: &Context, args: &PruneArgs) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut pruned = Vec::new();
     for job in &jobs {
-        let backups = survey(
-            store.as_ref(),
-            &settings.layout,
-            &settings.signing,
-            job,
-        )
-        .await
-        .with_context(|| format!("job `{job}`: cannot read its backups"))?;
+        let backups = survey(store.as_ref(), &settings.layout, &settings.signing, job)
+            .await
+            .with_context(|| format!("job `{job}`: cannot read its backups"))?;
         let list: Vec<plan::Backup> = backups.iter().map(|s| s.backup.clone()).collect();
         let decisions = plan::plan(&list, settings.keep_last(job), settings.pruning.grace, now);
         for (s, decision) in backups.iter().zip(decisions) {
@@ -86,7 +81,10 @@ pub async fn run(ctx: &Context, args: &PruneArgs) -> anyhow::Result<()> {
             let error = if args.dry_run {
                 None
             } else {
-                hide(store.as_ref(), s).await.err().map(|e| format!("{e:#}"))
+                hide(store.as_ref(), s)
+                    .await
+                    .err()
+                    .map(|e| format!("{e:#}"))
             };
             let row = Pruned {
                 job: job.clone(),
@@ -118,7 +116,11 @@ pub async fn run(ctx: &Context, args: &PruneArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "{} {done} backup{} in {} job{}, freeing {} once the bucket's lifecycle removes them",
-        if args.dry_run { "would prune" } else { "pruned" },
+        if args.dry_run {
+            "would prune"
+        } else {
+            "pruned"
+        },
         if done == 1 { "" } else { "s" },
         jobs.len(),
         if jobs.len() == 1 { "" } else { "s" },

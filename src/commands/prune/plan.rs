@@ -148,11 +148,7 @@ mod tests {
         let d = decide(&b, 1);
         assert_eq!(
             d,
-            [
-                Decision::KeepUnknown,
-                Decision::KeepNewest,
-                Decision::Prune
-            ]
+            [Decision::KeepUnknown, Decision::KeepNewest, Decision::Prune]
         );
         // Half pruned (the manifest hidden first, then interrupted): finished.
         let mut b = vec![backup("a", -40), backup("b", -30)];

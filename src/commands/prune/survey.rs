@@ -57,12 +57,10 @@ fn versions_of<'l>(listing: &'l [VersionInfo], key: &str) -> Vec<&'l VersionInfo
     listing.iter().filter(|v| v.key == key).collect()
 }
 
-/// Hidden: the newest entry of the key is a delete marker.
+/// Hidden: the newest entry of the key (the store lists them newest first) is a
+/// delete marker.
 fn hidden(versions: &[&VersionInfo]) -> bool {
-    versions
-        .iter()
-        .max_by_key(|v| v.modified)
-        .is_some_and(|v| v.delete_marker)
+    versions.first().is_some_and(|v| v.delete_marker)
 }
 
 fn stored_bytes(versions: &[&VersionInfo]) -> u64 {

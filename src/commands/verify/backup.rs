@@ -468,7 +468,11 @@ mod tests {
             versions.entry(v.key.as_str()).or_default().push(v);
         }
         let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(36));
-        assert!(seen.pruned && seen.findings.is_empty(), "{:?}", seen.findings);
+        assert!(
+            seen.pruned && seen.findings.is_empty(),
+            "{:?}",
+            seen.findings
+        );
         let seen = version_findings(&m, "mk", &versions, at + TimeDelta::days(34));
         assert!(!seen.pruned);
         assert_eq!(

@@ -219,7 +219,15 @@ pub async fn verify_job(
                 .filter_map(|(key, _)| settings.layout.backup_id_of(job, key)),
         )
         .collect();
-    judge_job(&mut report, &good, &expect, scope.since, signed, &pruned, now);
+    judge_job(
+        &mut report,
+        &good,
+        &expect,
+        scope.since,
+        signed,
+        &pruned,
+        now,
+    );
 
     let checked: Vec<Checked> = backups.into_iter().map(|b| b.into_checked(job)).collect();
     report.status = Status::of(
@@ -274,7 +282,12 @@ fn storage(
         .collect();
     let list: Vec<plan::Backup> = candidates.iter().map(|(_, p)| p.clone()).collect();
     let later = now + TimeDelta::days(EXPIRING_DAYS);
-    let decisions = plan::plan(&list, settings.keep_last(job), settings.pruning.grace, later);
+    let decisions = plan::plan(
+        &list,
+        settings.keep_last(job),
+        settings.pruning.grace,
+        later,
+    );
     let expiring: Vec<&BackupCheck> = candidates
         .iter()
         .zip(decisions)

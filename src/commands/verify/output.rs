@@ -130,11 +130,7 @@ pub fn human(report: &Report) -> String {
                 human_duration(chrono::TimeDelta::seconds(j.grace_seconds))
             ),
             if j.pruned > 0 {
-                format!(
-                    "{} ({} pruned)",
-                    human_bytes(j.storage.bytes),
-                    j.pruned
-                )
+                format!("{} ({} pruned)", human_bytes(j.storage.bytes), j.pruned)
             } else {
                 human_bytes(j.storage.bytes)
             },

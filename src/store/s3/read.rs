@@ -136,14 +136,24 @@ impl S3Store {
                 .collect();
             // Versions and markers come in two lists: merge them back into key order,
             // newest first within a key.
-            found.sort_by(|a, b| a.key.cmp(&b.key).then(b.modified.cmp(&a.modified)));
+            found.sort_by(newest_first);
             out.extend(found);
             if page.is_truncated != Some(true) {
                 break;
             }
             markers = (page.next_key_marker, page.next_version_id_marker);
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key).then(b.modified.cmp(&a.modified)));
+        out.sort_by(newest_first);
         Ok(out)
     }
+}
+
+/// Key order, newest first within a key. Times have whole-second precision, so a
+/// delete marker added in the second its version was written ties with it: the marker
+/// goes first, as it can only have come after (vault writes each key once).
+fn newest_first(a: &VersionInfo, b: &VersionInfo) -> std::cmp::Ordering {
+    a.key
+        .cmp(&b.key)
+        .then(b.modified.cmp(&a.modified))
+        .then(b.delete_marker.cmp(&a.delete_marker))
 }
