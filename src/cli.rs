@@ -391,7 +391,7 @@ pub struct DoctorArgs {
     #[arg(
         long,
         value_name = "ROLE",
-        value_parser = clap::builder::PossibleValuesParser::new(["writer", "verifier", "restorer"])
+        value_parser = clap::builder::PossibleValuesParser::new(["writer", "verifier", "restorer", "pruner"])
     )]
     pub only: Vec<String>,
 }

@@ -523,3 +523,49 @@ fn locked_backups_cannot_be_pruned_and_a_forced_marker_is_tampering() {
     // And vault prune still will not touch it (its lock holds).
     assert!(v.prune(&["--dry-run"]).0.is_empty());
 }
+
+/// Acceptance 3: doctor's matrix holds the pruner when it is configured — allowed to
+/// read, list and add a delete marker; denied version deletes, retention changes,
+/// writes and bucket changes — and the three others as before.
+#[test]
+fn doctor_proves_what_the_pruner_may_do() {
+    let v = Vault::new(String::new(), "");
+    let out = v.vault(&["--json", "doctor"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {}", stderr(&out)));
+    let rows = report["matrix"].as_array().unwrap();
+    let bad: Vec<&Value> = rows.iter().filter(|r| r["verdict"] != "ok").collect();
+    assert_eq!(code(&out), 0, "{bad:#?}\n{}", stderr(&out));
+    let pruner = |action: &str| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| r["identity"] == "pruner" && r["action"] == action)
+            .collect()
+    };
+    for (action, expected) in [
+        ("s3:DeleteObject", "allowed"),
+        ("s3:GetObject", "allowed"),
+        ("s3:ListBucketVersions", "allowed"),
+        ("s3:GetObjectRetention", "allowed"),
+        ("s3:DeleteObjectVersion", "denied"),
+        ("s3:PutObjectRetention", "denied"),
+        ("s3:PutObjectLegalHold", "denied"),
+        ("s3:PutObject", "denied"),
+        ("s3:PutBucketVersioning", "denied"),
+        ("s3:PutLifecycleConfiguration", "denied"),
+        ("s3:PutBucketPolicy", "denied"),
+    ] {
+        let found = pruner(action);
+        assert!(!found.is_empty(), "no pruner row for {action}: {rows:#?}");
+        for r in found {
+            assert_eq!(r["expected"], expected, "{r:#}");
+            assert_eq!(r["verdict"], "ok", "{r:#}");
+        }
+    }
+    for identity in ["writer", "verifier", "restorer"] {
+        let delete = rows
+            .iter()
+            .find(|r| r["identity"] == identity && r["action"] == "s3:DeleteObject")
+            .unwrap();
+        assert_eq!(delete["expected"], "denied", "{delete:#}");
+    }
+}

@@ -35,7 +35,7 @@ impl Ident {
     }
 }
 
-/// A session for each role `--only` names (all three when none is), with its
+/// A session for each role `--only` names (all configured ones when none is), with its
 /// credentials resolved now: an identity without usable ones is kept, to be reported
 /// and skipped, but one configured wrongly stops doctor.
 pub(super) async fn open(
@@ -44,7 +44,8 @@ pub(super) async fn open(
     only: &[String],
 ) -> Result<Vec<Ident>, Error> {
     let mut idents = Vec::new();
-    for role in selected(only) {
+    let pruner = settings.identities.pruner != crate::config::IdentitySection::default();
+    for role in selected(only, pruner) {
         let identity = settings.identities.store(role);
         let session = Session::open(target, identity, role)
             .await
@@ -68,12 +69,16 @@ pub(super) async fn open(
     Ok(idents)
 }
 
-/// The roles `--only` names, in the fixed order writer, verifier, restorer; all three
-/// when none is named.
-pub(super) fn selected(only: &[String]) -> Vec<Role> {
-    [Role::Writer, Role::Verifier, Role::Restorer]
+/// The roles `--only` names, in the fixed order writer, verifier, restorer, pruner;
+/// when none is named, the first three, and the pruner when `[identities.pruner]` is
+/// configured (a vault that never prunes has no pruner).
+pub(super) fn selected(only: &[String], pruner: bool) -> Vec<Role> {
+    [Role::Writer, Role::Verifier, Role::Restorer, Role::Pruner]
         .into_iter()
-        .filter(|r| only.is_empty() || only.iter().any(|o| o == r.as_str()))
+        .filter(|r| match only {
+            [] => *r != Role::Pruner || pruner,
+            named => named.iter().any(|o| o == r.as_str()),
+        })
         .collect()
 }
 

@@ -115,6 +115,10 @@ fn expected(role: Role, action: Action, source: LockSource) -> Expect {
             reader
         }
         a if a == EXTEND_RETENTION => !reader && source == LockSource::PerObject,
+        // A delete marker, which hides and removes nothing; S3 cannot tell an expired
+        // object from a locked one here, so `vault prune` refuses locked backups and
+        // `verify` calls a marker on one tampering.
+        a if a == DELETE => role == Role::Pruner,
         _ => false,
     };
     if allowed {
@@ -192,13 +196,29 @@ mod tests {
     #[test]
     fn roles_and_expectations() {
         assert_eq!(
-            selected(&[]),
+            selected(&[], false),
             [Role::Writer, Role::Verifier, Role::Restorer]
         );
         assert_eq!(
-            selected(&["restorer".into(), "writer".into()]),
-            [Role::Writer, Role::Restorer]
+            selected(&[], true),
+            [Role::Writer, Role::Verifier, Role::Restorer, Role::Pruner]
         );
+        assert_eq!(
+            selected(&["pruner".into(), "writer".into()], false),
+            [Role::Writer, Role::Pruner]
+        );
+        assert_eq!(
+            expected(Role::Pruner, matrix::DELETE, per_object),
+            Expect::Allowed
+        );
+        for denied in [
+            matrix::DELETE_VERSION,
+            matrix::SHORTEN_RETENTION,
+            matrix::PUT_VERSIONING,
+            matrix::PUT,
+        ] {
+            assert_eq!(expected(Role::Pruner, denied, per_object), Expect::Denied);
+        }
         let per_object = LockSource::PerObject;
         assert_eq!(
             expected(Role::Writer, matrix::PUT, per_object),
