@@ -195,6 +195,7 @@ mod tests {
 
     #[test]
     fn roles_and_expectations() {
+        let per_object = LockSource::PerObject;
         assert_eq!(
             selected(&[], false),
             [Role::Writer, Role::Verifier, Role::Restorer]
@@ -219,7 +220,6 @@ mod tests {
         ] {
             assert_eq!(expected(Role::Pruner, denied, per_object), Expect::Denied);
         }
-        let per_object = LockSource::PerObject;
         assert_eq!(
             expected(Role::Writer, matrix::PUT, per_object),
             Expect::Allowed
