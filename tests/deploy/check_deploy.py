@@ -78,6 +78,9 @@ NEEDED = {
         "s3:GetLifecycleConfiguration", "s3:GetBucketPolicy",
     },
 }
+# vault prune reads backups and their locks and hides expired ones with delete markers
+# (DeleteObject without a version id, on a versioned bucket).
+NEEDED["pruner.json"] = NEEDED["verifier.json"] | {"s3:DeleteObject"}
 PERMITTED = {name: set(actions) for name, actions in NEEDED.items()}
 PERMITTED["restorer.json"] |= {"s3:GetObjectRetention"}
 
@@ -100,6 +103,8 @@ MUST_DENY = {
     ],
     "verifier.json": MUST_DENY_ALL + ["s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"],
     "restorer.json": MUST_DENY_ALL + ["s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"],
+    "pruner.json": [a for a in MUST_DENY_ALL if a != "s3:DeleteObject"]
+    + ["s3:PutObject", "s3:PutObjectRetention", "s3:AbortMultipartUpload"],
 }
 
 MISSING_TOOLS_HINT = (
@@ -307,7 +312,7 @@ def check_common_shape(report: Report, rel: str, policy: dict, allowed_placehold
 
 def check_identity_policies(report: Report) -> None:
     actions = s3_actions()
-    for name in ("writer.json", "writer-bucket-default.json", "verifier.json", "restorer.json"):
+    for name in ("writer.json", "writer-bucket-default.json", "verifier.json", "restorer.json", "pruner.json"):
         rel = f"deploy/iam/{name}"
         print(f"{rel}:")
         policy = load_json(report, IAM / name)
@@ -497,7 +502,7 @@ def resolve(node: Any, template: dict, conditions: dict[str, bool]) -> Any:
         if key == "Fn::GetAtt":
             target = value if isinstance(value, list) else value.split(".", 1)
             role = {"VaultWriterRole": "writer", "VaultVerifierRole": "verifier",
-                    "VaultRestorerRole": "restorer"}.get(target[0])
+                    "VaultRestorerRole": "restorer", "VaultPrunerRole": "pruner"}.get(target[0])
             if role and target[1] == "Arn":
                 return ROLE_PLACEHOLDERS[role]
             raise Unresolvable(f"Fn::GetAtt {target}")
@@ -599,9 +604,10 @@ def check_template(report: Report) -> None:
     by_type: dict[str, list[str]] = {}
     for name, resource in resources.items():
         by_type.setdefault(resource.get("Type"), []).append(name)
-    report.expect(sorted(by_type.get("AWS::IAM::Role", [])) == ["VaultRestorerRole", "VaultVerifierRole",
-                                                                 "VaultWriterRole"],
-                  "template: exactly three roles, VaultWriterRole, VaultVerifierRole, VaultRestorerRole",
+    report.expect(sorted(by_type.get("AWS::IAM::Role", [])) == ["VaultPrunerRole", "VaultRestorerRole",
+                                                                 "VaultVerifierRole", "VaultWriterRole"],
+                  "template: exactly four roles, VaultWriterRole, VaultVerifierRole, VaultRestorerRole, "
+                  "VaultPrunerRole",
                   f"roles: {by_type.get('AWS::IAM::Role')}")
     grants = [t for t in by_type if t in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy",
                                           "AWS::IAM::User", "AWS::IAM::Group")]
@@ -614,6 +620,7 @@ def check_template(report: Report) -> None:
         ("VaultWriterRole", {"PerObjectLock": False}, "writer-bucket-default.json"),
         ("VaultVerifierRole", {}, "verifier.json"),
         ("VaultRestorerRole", {}, "restorer.json"),
+        ("VaultPrunerRole", {}, "pruner.json"),
     ]
     for logical, conditions, filename in cases:
         props = resources.get(logical, {}).get("Properties", {})
