@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -208,8 +209,21 @@ impl Moto {
         );
     }
 
+    /// The requests each access key made since the last reset, by S3 operation (test
+    /// hook of server.py), and starts the counts again from zero.
+    pub fn take_requests(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let (status, body) = self.test_hook_answer("requests?reset=1");
+        assert_eq!(status, 200, "requests test hook: HTTP {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("requests test hook: {e}: {body}"))
+    }
+
     /// POSTs to one of server.py's test hooks (`/_vault_test/<path>`); the HTTP status.
     fn test_hook(&self, path_and_query: &str) -> u16 {
+        self.test_hook_answer(path_and_query).0
+    }
+
+    /// POSTs to one of server.py's test hooks; the HTTP status and the body.
+    fn test_hook_answer(&self, path_and_query: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let host = self.endpoint.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).unwrap();
@@ -224,11 +238,16 @@ impl Moto {
         .unwrap();
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
-        answer
+        let status = answer
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("test hook {path_and_query}: no HTTP status in {answer:?}"))
+            .unwrap_or_else(|| panic!("test hook {path_and_query}: no HTTP status in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_string();
+        (status, body)
     }
 
     /// An IAM role whose only policies are the named files of deploy/iam; its ARN.
