@@ -33,7 +33,7 @@ fn job_name(i: usize) -> String {
 }
 
 /// A world with JOBS command jobs, each backed up BACKUPS times; the verifier's cache
-/// in `state/`.
+/// in `verify-cache/` (the harness's `[verify] cache_dir`).
 fn fleet() -> S3World {
     let w = S3World::new(LockSetup::PerObject);
     fs::write(w.world.path("dump.txt"), "row\n".repeat(100)).unwrap();
@@ -134,9 +134,9 @@ fn run_ok(w: &S3World, args: &[&str]) -> Counted {
     counted
 }
 
-/// The verify cache file in the world's state directory (there is one).
+/// The verify cache file in the world's cache directory (there is one).
 fn cache_file(w: &S3World) -> std::path::PathBuf {
-    let found: Vec<_> = fs::read_dir(w.world.path("state"))
+    let found: Vec<_> = fs::read_dir(w.world.path("verify-cache"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {

@@ -515,7 +515,7 @@ fn webhook_pings_for_good_and_failing_runs() {
     w.config(
         "",
         &format!(
-            "{}{}[verify]\nping = {{ url = \"{url}/verify\" }}\n",
+            "{}{}[verify]\nping = {{ url = \"{url}/verify\" }}\ncache_dir = \"verify-cache\"\n",
             job("good", "ok.txt", &format!("ping = {{ url = \"{url}/good\" }}")),
             job(
                 "bad",

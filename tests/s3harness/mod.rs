@@ -417,7 +417,9 @@ impl S3World {
         self.config_with(retention, &identities, jobs);
     }
 
-    /// Like [`S3World::config`] with the `[identities.*]` sections given.
+    /// Like [`S3World::config`] with the `[identities.*]` sections given. Unless `jobs`
+    /// has a `[verify]` section of its own, the verifier's cache is kept in the world's
+    /// directory (`verify-cache/`), not in the default state directory of the host.
     pub fn config_with(&self, retention: &str, identities: &str, jobs: &str) {
         let retention = match self.setup {
             LockSetup::PerObject => retention.to_string(),
@@ -425,10 +427,16 @@ impl S3World {
                 format!("lock = \"bucket-default\"\nbucket_default = \"{days}d\"\n{retention}")
             }
         };
+        let cache = if jobs.contains("[verify]") {
+            ""
+        } else {
+            "[verify]\ncache_dir = \"verify-cache\"\n"
+        };
         self.world.config_raw(&format!(
             "[vault]\ntarget = \"s3://{}/{PREFIX}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
              part_size = \"8MiB\"\nupload_concurrency = 3\n\
-             [encryption]\nrecipients = [\"{}\"]\n[retention]\n{retention}\n{identities}\n{jobs}",
+             [encryption]\nrecipients = [\"{}\"]\n[retention]\n{retention}\n{identities}\n{jobs}\n\
+             {cache}",
             self.bucket, self.moto.endpoint, self.moto.region, self.world.recipient,
         ));
     }
