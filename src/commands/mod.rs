@@ -66,13 +66,18 @@ pub fn save_cache(cache: &Cache) {
     let wrong = cache.disagreements();
     if wrong > 0 {
         eprintln!(
-            "warning: {wrong} entr{} of the verify cache {file} differed from what the store              answered: the cache was wrong (damaged, or altered by someone who can write              there) and has been corrected",
+            "warning: {wrong} entr{} of the verify cache {file} differed from what the store \
+             answered: the cache was wrong (damaged, or altered by someone who can write \
+             there) and has been corrected",
             if wrong == 1 { "y" } else { "ies" }
         );
     }
     if let Err(e) = cache.save() {
         eprintln!(
-            "warning: cannot write the verify cache {file}: {e}; the next run reads              everything from the store again"
+            "warning: cannot write the verify cache {file}: {e}; the next run reads \
+             everything from the store again\n\
+             hint: set [verify] cache_dir to a directory of the verifier's that this user \
+             can write"
         );
     }
 }
