@@ -71,6 +71,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Stay in the foreground and run every job's backup (and verify) on its schedule
     Run(RunArgs),
+    /// Restore the newest backups into scratch servers, check them, and keep the evidence [identity: restorer]
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,8 +83,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run only the backups or only verify (a backup host must not hold the verifier's
-    /// credentials)
+    /// Run only the backups, only verify or only the drills (a backup host must not hold
+    /// the verifier's or the restorer's credentials)
     #[arg(long, value_enum, value_name = "WHAT")]
     pub only: Option<RunOnly>,
 
@@ -95,6 +97,50 @@ pub struct RunArgs {
 pub enum RunOnly {
     Backup,
     Verify,
+    Drill,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The jobs to drill [default: every configured job]
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+
+    /// Drill this backup (one JOB only)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["before", "sample"])]
+    pub id: Option<String>,
+
+    /// Drill the newest backup started before TIME (RFC 3339 or YYYY-MM-DD[THH:MM[:SS]], UTC)
+    #[arg(long, value_name = "TIME", conflicts_with = "sample")]
+    pub before: Option<String>,
+
+    /// Drill N backups chosen at random among the newest --among of each job
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+
+    /// How many of the newest backups --sample chooses among
+    #[arg(long, value_name = "M", default_value_t = 10, requires = "sample")]
+    pub among: usize,
+
+    /// The age identity file [default: VAULT_AGE_IDENTITY_FILE, then [identities.restorer]]
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Show the evidence of earlier drills of JOB instead of drilling (no store access)
+    #[arg(long, conflicts_with_all = ["id", "before", "sample", "prometheus", "pushgateway"])]
+    pub history: bool,
+
+    /// How many drills --history shows
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "history")]
+    pub last: usize,
+
+    /// Write Prometheus metrics to FILE [default: [drill] prometheus]
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+
+    /// Push Prometheus metrics to this Pushgateway URL [default: [drill] pushgateway]
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

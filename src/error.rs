@@ -29,6 +29,9 @@ pub enum ExitCode {
     Missing = 4,
     /// The configured identity was denied access.
     AccessDenied = 5,
+    /// `vault drill`: the backup restored, but a drill check failed (a user check, a
+    /// table that shrank, a decryption key that cannot open it, the RTO).
+    DrillFailed = 6,
     /// Stopped by SIGINT or SIGTERM.
     Interrupted = 130,
 }
@@ -54,6 +57,9 @@ pub enum Error {
     /// The user or the service manager asked us to stop.
     #[error("{0}")]
     Interrupted(String),
+    /// A restore drill's check failed (the data itself passed its integrity checks).
+    #[error("{0}")]
+    DrillFailed(String),
     /// A store operation failed; `retryable` tells whether the same call may succeed later.
     #[error("{message}")]
     Store { message: String, retryable: bool },
@@ -78,6 +84,7 @@ impl Error {
             Error::NotFound(_) => ExitCode::Missing,
             Error::AccessDenied(_) => ExitCode::AccessDenied,
             Error::Interrupted(_) => ExitCode::Interrupted,
+            Error::DrillFailed(_) => ExitCode::DrillFailed,
             Error::AlreadyExists(_) | Error::Store { .. } => ExitCode::Failure,
         }
     }
@@ -123,16 +130,18 @@ pub fn summary(code: ExitCode, message: String) -> anyhow::Error {
         ExitCode::Missing => Error::NotFound(message).into(),
         ExitCode::AccessDenied => Error::AccessDenied(message).into(),
         ExitCode::Interrupted => Error::Interrupted(message).into(),
+        ExitCode::DrillFailed => Error::DrillFailed(message).into(),
         ExitCode::Success | ExitCode::Failure => anyhow::anyhow!(message),
     }
 }
 
 /// Of several failures, the code that matters most: integrity problems first, then
-/// configuration, access, plain failures, and missing backups last.
+/// failed drill checks, configuration, access, plain failures, and missing backups last.
 pub fn worst(codes: impl IntoIterator<Item = ExitCode>) -> Option<ExitCode> {
     let codes: Vec<ExitCode> = codes.into_iter().collect();
     [
         ExitCode::Integrity,
+        ExitCode::DrillFailed,
         ExitCode::Usage,
         ExitCode::AccessDenied,
         ExitCode::Failure,

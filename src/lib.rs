@@ -92,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Run(args) => commands::run::run(&ctx, args).await,
+        Command::Drill(args) => commands::drill::run(&ctx, args).await,
         Command::Keygen(_) | Command::Demo(_) => unreachable!("handled above"),
     };
     // An abandoned upload's abort, spawned when its future was dropped.

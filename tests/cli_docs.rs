@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-const COMMANDS: [&str; 9] = [
-    "", "keygen", "backup", "list", "restore", "verify", "doctor", "run", "demo",
+const COMMANDS: [&str; 10] = [
+    "", "keygen", "backup", "list", "restore", "verify", "doctor", "run", "drill", "demo",
 ];
 
 fn help(command: &str) -> String {

@@ -845,3 +845,38 @@ fn nothing_scheduled_is_a_usage_error() {
     );
     assert!(!err.contains("jobs without one"), "{err}");
 }
+
+/// `[drill] schedule` is a unit of its own, and each `--only` role runs only its part.
+#[test]
+fn a_drill_schedule_runs_as_its_own_unit_and_only_picks_the_role() {
+    let s = Scene::new();
+    s.config(
+        "",
+        &format!(
+            "{}[verify]\nschedule = \"0 */6 * * *\"\n[drill]\nschedule = \"0 5 * * 0\"\n",
+            job("app", "30 2 * * *", "echo data")
+        ),
+    );
+    let units = |args: &[&str]| -> Vec<String> {
+        s.w.ok(args)
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        units(&["run", "--dry-run"]),
+        ["backup:app", "verify", "drill"]
+    );
+    assert_eq!(units(&["run", "--dry-run", "--only", "drill"]), ["drill"]);
+    assert_eq!(
+        units(&["run", "--dry-run", "--only", "backup"]),
+        ["backup:app"]
+    );
+    // Without a [drill] schedule, --only drill says what is missing.
+    s.config("", &job("app", "30 2 * * *", "echo data"));
+    let out = s.w.vault(&["run", "--only", "drill"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), EXIT_USAGE, "{err}");
+    assert!(err.contains("no [drill] schedule"), "{err}");
+}

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod demo;
 pub mod doctor;
+pub mod drill;
 pub mod keygen;
 pub mod list;
 pub mod restore;

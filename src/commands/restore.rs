@@ -12,7 +12,7 @@
 //! - `-`: streamed to stdout; on failure the exit code says the output is not to be
 //!   trusted (a pipe cannot be taken back).
 
-mod server;
+pub(super) mod server;
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
@@ -47,10 +47,10 @@ enum Destination {
 }
 
 /// A file to restore into, and the flag that named it (for messages).
-struct FileTarget {
-    path: PathBuf,
-    force: bool,
-    flag: &'static str,
+pub(super) struct FileTarget {
+    pub path: PathBuf,
+    pub force: bool,
+    pub flag: &'static str,
 }
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
@@ -93,33 +93,10 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings, Role::Restorer).await?;
     warn_about(store.as_ref());
     let entries = catalog::entries(store.as_ref(), &settings.layout, &args.job).await?;
-    for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
-        eprintln!("warning: skipping a broken manifest: {bad}");
-    }
-    let mut good: Vec<&Manifest> = Vec::new();
-    for (entry, m) in entries
-        .iter()
-        .filter_map(|e| e.manifest.as_ref().ok().map(|m| (e, m)))
-    {
-        let key = &entry.key;
-        // With signing on, a manifest that is not validly signed is not a backup.
-        match settings.signing.distrust(m, entry.stored_at) {
-            Some(why) => {
-                if selection == Selection::Id(m.backup_id.clone()) {
-                    return Err(Error::integrity(format!(
-                        "backup {} of job `{}` cannot be trusted: manifest {key}: {why}",
-                        m.backup_id, args.job
-                    ))
-                    .into());
-                }
-                eprintln!(
-                    "warning: skipping backup {}: manifest {key}: {why}",
-                    m.backup_id
-                );
-            }
-            _ => good.push(m),
-        }
-    }
+    let good: Vec<&Manifest> = trusted(settings, &entries, &args.job, &selection)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
     let manifest = catalog::select(&args.job, &good, &selection)?.clone();
     let destination = match (early, &args.to) {
         (Some(d), _) => d,
@@ -220,6 +197,43 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The backups of `job` that can be trusted, oldest first, with their entries: with
+/// signing on, a manifest that is not validly signed is not a backup (a warning names
+/// each one skipped, and an `--id` naming one is an integrity error).
+pub(super) fn trusted<'e>(
+    settings: &crate::config::Settings,
+    entries: &'e [catalog::Entry],
+    job: &str,
+    selection: &Selection,
+) -> Result<Vec<(&'e catalog::Entry, &'e Manifest)>, Error> {
+    for bad in entries.iter().filter_map(|e| e.manifest.as_ref().err()) {
+        eprintln!("warning: skipping a broken manifest: {bad}");
+    }
+    let mut good = Vec::new();
+    for (entry, m) in entries
+        .iter()
+        .filter_map(|e| e.manifest.as_ref().ok().map(|m| (e, m)))
+    {
+        let key = &entry.key;
+        match settings.signing.distrust(m, entry.stored_at) {
+            Some(why) => {
+                if *selection == Selection::Id(m.backup_id.clone()) {
+                    return Err(Error::integrity(format!(
+                        "backup {} of job `{job}` cannot be trusted: manifest {key}: {why}",
+                        m.backup_id
+                    )));
+                }
+                eprintln!(
+                    "warning: skipping backup {}: manifest {key}: {why}",
+                    m.backup_id
+                );
+            }
+            _ => good.push((entry, m)),
+        }
+    }
+    Ok(good)
 }
 
 fn keep_special_bits_refused(not_to: &str) -> Error {
@@ -341,7 +355,7 @@ fn partial_beside(path: &Path) -> anyhow::Result<Partial> {
     })
 }
 
-fn to_file(
+pub(super) fn to_file(
     object: impl Read,
     identities: &Identities,
     manifest: &Manifest,
@@ -373,7 +387,7 @@ fn to_file(
     Ok(path.display().to_string())
 }
 
-fn to_dir(
+pub(super) fn to_dir(
     object: impl Read + Send + 'static,
     identities: &Identities,
     manifest: &Manifest,

@@ -30,6 +30,8 @@ pub(super) struct File {
     pub verify: VerifySection,
     #[serde(default)]
     pub scheduler: SchedulerSection,
+    #[serde(default)]
+    pub drill: super::drill::DrillSection,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobSection>,
 }
@@ -159,4 +161,6 @@ pub(super) struct JobSection {
     pub ping: Option<Ping>,
     pub recipients: Option<Vec<String>>,
     pub source: Spec,
+    #[serde(default)]
+    pub drill: super::drill::JobDrillSection,
 }

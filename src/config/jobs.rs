@@ -9,6 +9,7 @@ use chrono::TimeDelta;
 use super::file::JobSection;
 use chrono_tz::Tz;
 
+use super::drill::{JobDrill, job_drill};
 use super::schedule::{Schedule, parse_timezone};
 use crate::crypto::{self, Recipient};
 use crate::names::validate_job_name;
@@ -33,6 +34,8 @@ pub struct Job {
     /// Empty when neither the job nor `[encryption]` names one: such a job is refused.
     pub recipients: Vec<Recipient>,
     pub source: Spec,
+    /// What `vault drill` does for it beyond `[drill]`.
+    pub drill: JobDrill,
 }
 
 /// Validates every `[[job]]` in order; `recipients` are `[encryption]`'s, for jobs that
@@ -87,6 +90,7 @@ pub(super) fn jobs(
                 .collect::<Result<Vec<_>, _>>()?,
             None => recipients.to_vec(),
         };
+        let drill = job_drill(job.drill, base).map_err(|e| j(format!("[job.drill] {e}")))?;
         for (name, source) in job.source.expand(&job.name, base).map_err(j)? {
             if name != job.name && !seen.insert(name.clone()) {
                 return Err(format!("job `{name}` is defined twice"));
@@ -100,6 +104,7 @@ pub(super) fn jobs(
                 ping: job.ping.clone(),
                 recipients: job_recipients.clone(),
                 source,
+                drill: drill.clone(),
             });
         }
     }

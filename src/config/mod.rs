@@ -13,8 +13,10 @@
 //! - `jobs`: `[[job]]` into [`Job`]s, with their expansion;
 //! - `schedule`: cron lines and the interval they imply;
 //! - `sections`: retention, identities, signing and verify;
-//! - `scheduler`: how `vault run` runs the schedules.
+//! - `scheduler`: how `vault run` runs the schedules;
+//! - `drill`: `[drill]` and each job's `[job.drill]`.
 
+mod drill;
 mod file;
 mod jobs;
 mod schedule;
@@ -33,6 +35,7 @@ use crate::retention::Policy;
 use crate::signing::Signing;
 use crate::store::Target;
 
+pub use drill::{Check, CheckTest, DrillSettings, JobDrill, Scratch};
 pub use file::IdentitySection;
 pub use jobs::Job;
 pub use schedule::{Schedule, parse_timezone};
@@ -51,6 +54,7 @@ pub struct Settings {
     pub signing: Signing,
     pub verify: VerifySettings,
     pub scheduler: SchedulerSettings,
+    pub drill: DrillSettings,
     pub jobs: Vec<Job>,
 }
 
@@ -119,6 +123,8 @@ impl Settings {
             .map_err(|e| bad(format!("[scheduler] {e}")))?;
         let verify = sections::verify_settings(file.verify, &base, scheduler.timezone)
             .map_err(|e| bad(format!("[verify] {e}")))?;
+        let drill = drill::drill_settings(file.drill, &base, scheduler.timezone)
+            .map_err(|e| bad(format!("[drill] {e}")))?;
         let jobs = jobs::jobs(file.jobs, &recipients, scheduler.timezone, &base).map_err(bad)?;
 
         Ok(Settings {
@@ -134,6 +140,7 @@ impl Settings {
             signing,
             verify,
             scheduler,
+            drill,
             jobs,
         })
     }

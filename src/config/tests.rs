@@ -326,3 +326,99 @@ fn scheduler_settings_time_zones_and_verify_schedule() {
         assert!(err.contains(needle), "{needle:?} not in: {err}");
     }
 }
+
+#[test]
+fn drill_settings_and_a_jobs_checks_are_read_with_their_defaults() {
+    let s = parse(&minimal(
+        r#"
+[drill]
+schedule = "0 5 * * 0"
+identities = ["keys/main.txt", "/keys/break-glass.txt"]
+rto = "30m"
+[[job]]
+name = "app"
+source = { kind = "sqlite", path = "/data/app.db" }
+[job.drill]
+max_shrink = 0.3
+[[job.drill.check]]
+sql = "select count(*) from orders"
+min = 1
+[[job.drill.check]]
+name = "app check"
+command = ["./check.sh"]
+max = 2.5
+[[job]]
+name = "plain"
+source = { kind = "sqlite", path = "/data/b.db" }
+"#,
+    ))
+    .unwrap();
+    let d = &s.drill;
+    assert!(d.schedule.is_some());
+    assert_eq!(d.scratch, Scratch::Local);
+    assert_eq!(
+        d.identities,
+        [
+            PathBuf::from("/etc/vault/keys/main.txt"),
+            PathBuf::from("/keys/break-glass.txt")
+        ]
+    );
+    assert_eq!(d.rto, Some(TimeDelta::minutes(30)));
+    assert_eq!(d.max_shrink, 0.5);
+    assert_eq!(d.history, 30);
+    let app = &s.jobs[0].drill;
+    assert_eq!(app.max_shrink, Some(0.3));
+    assert_eq!(app.checks.len(), 2);
+    assert_eq!(app.checks[0].name, "select count(*) from orders");
+    assert_eq!(app.checks[0].min, Some(1.0));
+    assert_eq!(
+        app.checks[1].test,
+        CheckTest::Command(vec!["./check.sh".into()])
+    );
+    assert_eq!(
+        app.checks[1].judge(3.0).unwrap(),
+        "3 is above the maximum 2.5"
+    );
+    assert!(app.checks[0].judge(1.0).is_none());
+    assert!(s.jobs[1].drill.checks.is_empty());
+}
+
+#[test]
+fn bad_drill_settings_are_refused_naming_the_key() {
+    let cases = [
+        ("[drill]\nscratch = \"tmp\"\n", "[drill] scratch `tmp`"),
+        (
+            "[drill]\nscratch = \"postgresql://drill:pw@db:5432/\"\n",
+            "holds a password",
+        ),
+        (
+            "[drill]\nscratch = \"postgresql://drill@db:5432/prod\"\n",
+            "name no database",
+        ),
+        (
+            "[drill]\nscratch = \"redis://db\"\n",
+            "redis:// is not a scratch server",
+        ),
+        ("[drill]\nmax_shrink = 1.5\n", "[drill] max_shrink 1.5"),
+        ("[drill]\nrto = \"soon\"\n", "[drill] rto:"),
+        ("[drill]\nhistory = 0\n", "[drill] history 0"),
+        ("[drill]\ncolour = 1\n", "colour"),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"/a\" }\n[job.drill]\n[[job.drill.check]]\nsql = \"select 1\"\n",
+            "job `a`: [job.drill] drill check `select 1`: an sql check needs min, max or equals",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"/a\" }\n[[job.drill.check]]\nsql = \"select 1\"\ncommand = [\"x\"]\nmin = 1\n",
+            "job `a`: [job.drill] drill check 1: give sql or command, not both",
+        ),
+        (
+            "[[job]]\nname = \"a\"\nsource = { kind = \"sqlite\", path = \"/a\" }\n[[job.drill.check]]\nsql = \"select 1\"\nmin = 2\nmax = 1\n",
+            "min 2 is above max 1",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = parse(&minimal(extra)).unwrap_err().to_string();
+        assert!(err.contains(expected), "{extra}: {err}");
+        assert!(err.contains("/etc/vault/vault.toml"), "{err}");
+    }
+}

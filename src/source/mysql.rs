@@ -312,6 +312,14 @@ pub mod restore {
         Ok(())
     }
 
+    /// Drops database `db` (a drill's scratch database, which vault created itself).
+    pub fn drop_database(t: &Target, db: &str) -> anyhow::Result<()> {
+        t.conn
+            .sql(&format!("DROP DATABASE IF EXISTS {};", identifier(db)))
+            .map_err(|e| e.context(format!("cannot drop database {db}")))?;
+        Ok(())
+    }
+
     /// The client reading the SQL dump on stdin, stopping at the first error.
     pub fn spawn(t: &Target, extra: &[String]) -> anyhow::Result<ChildSink> {
         let mut s = t.conn.spawn("mariadb", client())?.arg("--batch");

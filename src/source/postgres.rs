@@ -351,6 +351,21 @@ pub mod restore {
         ChildSink::start(s, Stdio::null())
     }
 
+    /// Drops the target database, disconnecting whoever is still in it (a drill's
+    /// scratch database, which vault created itself).
+    pub fn drop_database(t: &Target) -> anyhow::Result<()> {
+        query(
+            &t.source,
+            "postgres",
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                identifier(&t.database)
+            ),
+        )
+        .with_context(|| format!("cannot drop {}", t.shown))?;
+        Ok(())
+    }
+
     /// A SQL string literal.
     fn literal(s: &str) -> String {
         format!("'{}'", s.replace('\'', "''"))

@@ -55,6 +55,8 @@ struct Shared {
     launcher: Launcher,
     status: Arc<Status>,
     phase: watch::Receiver<Phase>,
+    /// Where drills keep their evidence, and how many per job: for the drill metrics.
+    drill_evidence: (std::path::PathBuf, usize),
 }
 
 pub struct Daemon {
@@ -99,6 +101,7 @@ impl Daemon {
                 launcher,
                 status: status.clone(),
                 phase: phase_rx,
+                drill_evidence: (settings.signing.state_dir.clone(), settings.drill.history),
             }),
             settings,
             vault,
@@ -245,7 +248,7 @@ impl Runs {
                     _ => None,
                 }
             }
-            Task::Verify => None,
+            Task::Verify | Task::Drill => None,
         };
         if let Some(why) = held {
             skipped(&self.shared.status, &unit, fire, &why);
@@ -377,6 +380,15 @@ async fn run_unit(
                 break (Outcome::Failure, None);
             }
         };
+        if unit.task == Task::Drill
+            && let Some(metrics) = crate::commands::drill::metrics_of_report(
+                &shared.drill_evidence.0,
+                shared.drill_evidence.1,
+                &ran.stdout,
+            )
+        {
+            shared.status.set_drill(metrics);
+        }
         if ran.stopped {
             tracing::warn!(unit = %key, "interrupted at shutdown after {:.1}s: no manifest was written", ran.took.as_secs_f64());
             break (Outcome::Interrupted, None);

@@ -105,7 +105,13 @@ fn nothing_to_run(settings: &Settings, only: Option<RunOnly>, unscheduled: &[Str
             "nothing to run with --only verify: {path} has no [verify] schedule \
              (e.g. `schedule = \"0 */6 * * *\"` in its [verify] section)"
         ),
-        None => format!("nothing to run: {backups}, and there is no [verify] schedule"),
+        Some(RunOnly::Drill) => format!(
+            "nothing to run with --only drill: {path} has no [drill] schedule \
+             (e.g. `schedule = \"0 5 * * 0\"` in its [drill] section)"
+        ),
+        None => format!(
+            "nothing to run: {backups}, and there is neither a [verify] nor a [drill] schedule"
+        ),
     }
 }
 

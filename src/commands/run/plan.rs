@@ -17,6 +17,8 @@ pub enum Task {
     Backup(String),
     /// `vault verify` (every job).
     Verify,
+    /// `vault drill` (every job).
+    Drill,
 }
 
 /// One scheduled thing.
@@ -36,6 +38,7 @@ impl Unit {
         match &self.task {
             Task::Backup(job) => format!("backup:{job}"),
             Task::Verify => "verify".into(),
+            Task::Drill => "drill".into(),
         }
     }
 
@@ -44,6 +47,7 @@ impl Unit {
         match self.task {
             Task::Backup(_) => "backup",
             Task::Verify => "verify",
+            Task::Drill => "drill",
         }
     }
 
@@ -51,7 +55,7 @@ impl Unit {
     pub fn job(&self) -> Option<&str> {
         match &self.task {
             Task::Backup(job) => Some(job),
-            Task::Verify => None,
+            Task::Verify | Task::Drill => None,
         }
     }
 
@@ -60,6 +64,7 @@ impl Unit {
         match &self.task {
             Task::Backup(job) => vec!["backup".into(), job.clone()],
             Task::Verify => vec!["verify".into()],
+            Task::Drill => vec!["drill".into()],
         }
     }
 }
@@ -69,7 +74,7 @@ impl Unit {
 pub fn units(settings: &Settings, only: Option<RunOnly>) -> (Vec<Unit>, Vec<String>) {
     let mut units = Vec::new();
     let mut unscheduled = Vec::new();
-    if only != Some(RunOnly::Verify) {
+    if only.is_none() || only == Some(RunOnly::Backup) {
         for job in &settings.jobs {
             match &job.schedule {
                 Some(schedule) => units.push(Unit {
@@ -82,7 +87,7 @@ pub fn units(settings: &Settings, only: Option<RunOnly>) -> (Vec<Unit>, Vec<Stri
             }
         }
     }
-    if only != Some(RunOnly::Backup)
+    if (only.is_none() || only == Some(RunOnly::Verify))
         && let Some(schedule) = &settings.verify.schedule
     {
         units.push(Unit {
@@ -90,6 +95,16 @@ pub fn units(settings: &Settings, only: Option<RunOnly>) -> (Vec<Unit>, Vec<Stri
             interval: schedule.interval(),
             schedule: schedule.clone(),
             ping: settings.verify.ping.clone(),
+        });
+    }
+    if (only.is_none() || only == Some(RunOnly::Drill))
+        && let Some(schedule) = &settings.drill.schedule
+    {
+        units.push(Unit {
+            task: Task::Drill,
+            interval: schedule.interval(),
+            schedule: schedule.clone(),
+            ping: settings.drill.ping.clone(),
         });
     }
     (units, unscheduled)

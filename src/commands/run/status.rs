@@ -56,6 +56,8 @@ pub struct UnitStatus {
 /// Every unit's record, by unit key, and the loop's heartbeat.
 pub struct Status {
     units: Mutex<BTreeMap<String, UnitStatus>>,
+    /// The metrics of the last `vault drill` run, rendered (`vault_drill_*`).
+    drill: Mutex<String>,
     heartbeat: Mutex<Instant>,
     started: DateTime<Utc>,
 }
@@ -64,6 +66,7 @@ impl Default for Status {
     fn default() -> Self {
         Status {
             units: Mutex::default(),
+            drill: Mutex::default(),
             heartbeat: Mutex::new(Instant::now()),
             started: Utc::now(),
         }
@@ -81,6 +84,11 @@ impl Status {
     pub fn retain(&self, keep: &[String]) {
         let mut units = self.units.lock().unwrap_or_else(|e| e.into_inner());
         units.retain(|k, u| u.running || keep.contains(k));
+    }
+
+    /// Keeps the metrics of the last drill run, shown with the scheduler's own.
+    pub fn set_drill(&self, rendered: String) {
+        *self.drill.lock().unwrap_or_else(|e| e.into_inner()) = rendered;
     }
 
     /// The loop is alive.
@@ -165,7 +173,8 @@ impl Status {
             m.sample("vault_schedule_skipped_total", &labels(u, &extra), value);
         }
         process_metrics(&mut m, self.started);
-        m.render()
+        // Families of their own (vault_drill_*): appending keeps the exposition valid.
+        m.render() + &*self.drill.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
