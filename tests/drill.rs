@@ -151,7 +151,8 @@ impl Drills {
     }
 }
 
-/// The report of `job` in `vault --json drill` output.
+/// The evidence of `job`'s drill in `vault --json drill` output
+/// (`{"drills": [{"job", "passed", "exit_code", "error", "evidence_file", "evidence"}]}`).
 fn report_of(out: &Output, job: &str) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -161,22 +162,23 @@ fn report_of(out: &Output, job: &str) -> Value {
             stderr(out)
         )
     });
-    let list = match &v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => match o.get("drills").or_else(|| o.get("jobs")) {
-            Some(Value::Array(a)) => a.clone(),
-            _ => vec![v.clone()],
-        },
-        _ => panic!("unexpected JSON: {text}"),
-    };
-    list.into_iter()
-        .find(|r| r["job"] == job)
+    let drill = v["drills"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["job"] == job))
         .unwrap_or_else(|| {
             panic!(
-                "no report of job `{job}` in:\n{text}\nstderr: {}",
+                "no drill of job `{job}` in:\n{text}\nstderr: {}",
                 stderr(out)
             )
-        })
+        });
+    assert_eq!(drill["exit_code"], code(out), "{drill:#}");
+    match &drill["evidence"] {
+        Value::Null => panic!(
+            "no evidence for job `{job}`: {drill:#}\nstderr: {}",
+            stderr(out)
+        ),
+        evidence => evidence.clone(),
+    }
 }
 
 /// The counts of a report's facts.
@@ -501,11 +503,9 @@ fn postgres_drill_passes_with_the_source_counts_and_leaves_nothing() {
     assert_exit(&out, 0, "drill");
     d.assert_nothing_left(Some(&report));
     assert_eq!(report["outcome"], "passed", "{report:#}");
+    let scratch = report["scratch"].as_str().unwrap();
     assert!(
-        report["scratch"]
-            .as_str()
-            .unwrap()
-            .starts_with("local postgres"),
+        scratch.contains("local PostgreSQL") && scratch_port(&report).is_some(),
         "{report:#}"
     );
     let expected = pg_counts(&pg, "app");
@@ -875,6 +875,14 @@ fn a_break_glass_identity_that_is_not_a_recipient_is_a_finding() {
     let report = d.latest_evidence("app");
     let failed = failures(&report, "identity");
     assert_eq!(failed.len(), 1, "{report:#}");
+    // The restore and its checks passed: only the key is wrong.
+    let all_failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["severity"] == "fail")
+        .count();
+    assert_eq!(all_failed, 1, "{report:#}");
     assert!(
         failed[0].to_string().contains("break-glass.txt"),
         "{report:#}"
@@ -977,12 +985,7 @@ fn a_scratch_server_gets_its_drill_database_created_and_dropped() {
         "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42);",
     );
     let out = d.run(&["drill", "app"]);
-    assert!(
-        [EXIT_USAGE, EXIT_DRILL].contains(&code(&out)),
-        "a drill into an existing database: exit {}\n{}",
-        code(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, EXIT_USAGE, "a drill into an existing database");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(text.contains(&name), "the database is not named:\n{text}");
     assert_eq!(pg.psql(&name, "SELECT x FROM precious"), "42");
