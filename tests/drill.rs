@@ -1128,3 +1128,50 @@ fn metrics_parse_and_the_evidence_is_written_and_listed() {
         "newest first"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// The spec's exit codes beyond the acceptance list: a restore tool that fails on a
+// good stream is a failed drill (6), not an error; with several jobs the worst wins.
+
+#[test]
+fn a_restore_tool_failing_on_a_good_stream_is_a_drill_failure() {
+    let d = Drills::new();
+    d.config(
+        "[[job]]\nname = \"good\"\n\
+         source = { kind = \"command\", command = [\"printf\", \"%s\", \"twelve bytes\"], extension = \"bin\" }\n\
+         [job.drill]\ncommand = [\"sh\", \"-c\", \"cat > \\\"$1\\\"\", \"sh\", \"{to}\"]\n\
+         [[job]]\nname = \"broken\"\n\
+         source = { kind = \"command\", command = [\"printf\", \"%s\", \"twelve bytes\"], extension = \"bin\" }\n\
+         [job.drill]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; echo 'no space left' >&2; exit 3\"]\n",
+    );
+    d.backup("good");
+    d.backup("broken");
+
+    let out = d.run(&["--json", "drill"]);
+    assert_exit(&out, EXIT_DRILL, "drill of both jobs");
+    d.assert_nothing_left(None);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_job = |job: &str| -> Value {
+        v["drills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["job"] == job)
+            .unwrap_or_else(|| panic!("no drill of {job}: {v:#}"))
+            .clone()
+    };
+    let good = by_job("good");
+    assert_eq!(good["exit_code"], 0, "{good:#}");
+    assert_eq!(good["evidence"]["facts"]["counts"]["bytes"], 12, "{good:#}");
+    let broken = by_job("broken");
+    assert_eq!(broken["exit_code"], EXIT_DRILL, "{broken:#}");
+    let restore = failures(&broken["evidence"], "restore");
+    assert_eq!(restore.len(), 1, "{broken:#}");
+    assert!(
+        restore[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no space left"),
+        "the tool's stderr is not quoted: {broken:#}"
+    );
+}
