@@ -304,13 +304,15 @@ fn descends(procs: &[Proc], mut pid: u32, ancestor: u32) -> bool {
     false
 }
 
-/// Bytes `pid` has written so far (/proc/PID/io `wchar`).
-fn written(pid: u32) -> u64 {
+/// Bytes `pid` has read so far (/proc/PID/io `rchar`): for pg_restore, how much of
+/// the archive it took from its stdin (what it sends over the socket, `send(2)`, is not
+/// counted in `wchar`).
+fn read_so_far(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
         .and_then(|io| {
             io.lines()
-                .find_map(|l| l.strip_prefix("wchar: ").and_then(|n| n.parse().ok()))
+                .find_map(|l| l.strip_prefix("rchar: ").and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
 }
@@ -672,7 +674,7 @@ fn files_drill_passes_with_the_source_counts_and_leaves_nothing() {
 /// server and its directory are gone.
 #[test]
 fn sigterm_mid_drill_exits_130_and_leaves_nothing() {
-    // About 40 MB of dump: seconds of COPY, caught after its first megabyte.
+    // About 40 MB of dump: seconds of COPY, caught after its first two megabytes.
     let (pg, d) = pg_source(&pg_big(200_000));
     d.config(&pg_job(&pg, "app", "app", ""));
     d.backup("app");
@@ -685,6 +687,8 @@ fn sigterm_mid_drill_exits_130_and_leaves_nothing() {
         .unwrap();
     let tmp = d.tmp();
     let started = Instant::now();
+    // What was seen, for the message when the drill ends too soon.
+    let mut seen = (None, None, 0u64);
     let (restore, server) = loop {
         let procs = processes();
         let restore = procs
@@ -694,15 +698,26 @@ fn sigterm_mid_drill_exits_130_and_leaves_nothing() {
         let server = processes_under(&tmp)
             .into_iter()
             .find(|p| p.name == "postgres");
+        if let Some(pid) = restore {
+            seen.0 = Some(pid);
+            seen.2 = seen.2.max(read_so_far(pid));
+        }
+        if let Some(p) = &server {
+            seen.1 = Some(p.cmdline.clone());
+        }
         if let (Some(restore), Some(server)) = (restore, server)
-            && written(restore) > 1 << 20
+            && read_so_far(restore) > 2 << 20
         {
             break (restore, server);
         }
         if let Some(status) = vault.try_wait().unwrap() {
             let out = vault.wait_with_output().unwrap();
             panic!(
-                "the drill ended ({status}) before its restore was caught: make the data larger\n{}",
+                "the drill ended ({status}) before its restore was caught (pg_restore {:?}, \
+                 {} bytes read; scratch server {:?}): make the data larger\n{}",
+                seen.0,
+                seen.2,
+                seen.1,
                 stderr(&out)
             );
         }
@@ -1120,7 +1135,7 @@ fn metrics_parse_and_the_evidence_is_written_and_listed() {
     let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&str> = listed
         .iter()
-        .map(|e| e["backup_id"].as_str().unwrap())
+        .map(|e| e["evidence"]["backup_id"].as_str().unwrap())
         .collect();
     assert_eq!(
         ids,
