@@ -880,3 +880,40 @@ fn a_drill_schedule_runs_as_its_own_unit_and_only_picks_the_role() {
     assert_eq!(code(&out), EXIT_USAGE, "{err}");
     assert!(err.contains("no [drill] schedule"), "{err}");
 }
+
+/// A `[drill] schedule` runs `vault drill`, and its `vault_drill_*` metrics are on
+/// `/metrics` next to the scheduler's own.
+#[test]
+fn scheduled_drills_report_their_metrics_on_the_endpoint() {
+    let s = Scene::new();
+    let addr = s.config_listening(
+        "",
+        "[drill]\nschedule = \"*/2 * * * * *\"\n\
+         [[job]]\nname = \"app\"\ninterval = \"1d\"\n\
+         source = { kind = \"command\", command = [\"sh\", \"-c\", \"echo data\"], \
+         restore_command = [\"sh\", \"-c\", \"cat > {to}\"] }\n",
+    );
+    s.w.ok(&["backup", "app"]);
+    let mut d = s.start("run.log");
+    let app = [("vault_job", "app")];
+    d.wait("a passed drill in /metrics", || {
+        let (status, _, body) = http_get(addr, "/metrics");
+        status == 200 && body.contains("vault_drill_success{vault_job=\"app\"} 1")
+    });
+    let (_, _, body) = http_get(addr, "/metrics");
+    let m = parse_exposition(&body);
+    let drill_ok = [("task", "drill"), ("outcome", "success")];
+    assert!(
+        sample(&m, "vault_schedule_runs_total", &drill_ok).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+    let last = sample(&m, "vault_drill_last_success_timestamp_seconds", &app);
+    assert!(
+        last.is_some_and(|t| t >= d.ready_at.timestamp() as f64 - 1.0),
+        "{body}"
+    );
+    // The restored file: one file of five bytes ("data\n").
+    let bytes = [("vault_job", "app"), ("table", "bytes")];
+    assert_eq!(sample(&m, "vault_drill_rows", &bytes), Some(5.0), "{body}");
+    d.stop_ok();
+}

@@ -266,6 +266,47 @@ pub mod restore {
         })
     }
 
+    impl Target {
+        /// The server at `host:port` (over TCP), as `user` with `password` (given to the
+        /// client in a private defaults file, never on its command line); `database`
+        /// None for a dump that creates its own databases: a drill's scratch server.
+        pub fn new(
+            host: &str,
+            port: u16,
+            user: &str,
+            database: Option<String>,
+            password: Option<String>,
+        ) -> Target {
+            Target {
+                shown: match &database {
+                    Some(db) => format!("database {db} at {host}:{port}"),
+                    None => format!("server {host}:{port}"),
+                },
+                database,
+                conn: Conn {
+                    host: Some(host.to_string()),
+                    port: Some(port),
+                    socket: None,
+                    user: Some(user.to_string()),
+                    password,
+                },
+            }
+        }
+    }
+
+    /// The command-line client connected to the target (in its database, if any), in
+    /// batch mode without column names: for scripted queries given on stdin.
+    pub fn sql_client(t: &Target) -> anyhow::Result<Spawn> {
+        let mut s = t
+            .conn
+            .spawn("mariadb", client())?
+            .args(["--batch", "--skip-column-names"]);
+        if let Some(db) = &t.database {
+            s = s.arg(format!("--database={db}"));
+        }
+        Ok(s)
+    }
+
     pub fn identifier(s: &str) -> String {
         format!("`{}`", s.replace('`', "``"))
     }

@@ -230,11 +230,78 @@ pub mod restore {
     use crate::source::child::ChildSink;
     use crate::source::{check_no_password_in_url, redact_url};
 
-    /// A parsed `--to` for a PostgreSQL restore.
+    /// A parsed `--to` for a PostgreSQL restore, or a drill's scratch database.
     pub struct Target {
         source: PostgresSource,
         pub database: String,
         pub shown: String,
+        /// Given to the tools in `PGPASSWORD` (never on a command line); None: libpq
+        /// finds it in vault's environment (PGPASSWORD, PGPASSFILE).
+        password: Option<String>,
+    }
+
+    impl Target {
+        /// Database `database` on the server at `host:port`, as `user`, with `password`
+        /// and the client tools of `bin_dir` (else `VAULT_PG_BIN_DIR`, else PATH): a
+        /// drill's scratch server.
+        pub fn new(
+            host: &str,
+            port: u16,
+            user: &str,
+            database: &str,
+            password: Option<String>,
+            bin_dir: Option<PathBuf>,
+        ) -> Target {
+            Target {
+                source: PostgresSource {
+                    url: None,
+                    host: Some(host.to_string()),
+                    port: Some(port),
+                    user: Some(user.to_string()),
+                    database: Some(database.to_string()),
+                    databases: Vec::new(),
+                    password_env: None,
+                    passfile: None,
+                    globals: false,
+                    schemas: Vec::new(),
+                    exclude_tables: Vec::new(),
+                    extra_args: Vec::new(),
+                    bin_dir: bin_dir
+                        .or_else(|| std::env::var_os("VAULT_PG_BIN_DIR").map(PathBuf::from)),
+                    part: PgPart::Database,
+                },
+                database: database.to_string(),
+                shown: format!("database {database} at {user}@{host}:{port}"),
+                password,
+            }
+        }
+
+        /// A client program of the target's server, with the password if one was given.
+        fn client(&self, name: &str) -> anyhow::Result<Spawn> {
+            let s = client(&self.source, name)?;
+            Ok(match &self.password {
+                Some(password) => s.env("PGPASSWORD", password.clone()),
+                None => s,
+            })
+        }
+
+        /// Runs one SQL statement in database `db` of the target's server.
+        fn query(&self, db: &str, sql: &str) -> anyhow::Result<String> {
+            child::run(&self.psql(db)?, sql)
+        }
+
+        fn psql(&self, db: &str) -> anyhow::Result<Spawn> {
+            Ok(self
+                .client("psql")?
+                .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+                .arg(format!("--dbname={}", dbname_arg(&self.source, db))))
+        }
+    }
+
+    /// `psql` in the target database, unaligned, tuples only, stopping at the first
+    /// error: for scripted queries (add output options, give the SQL on stdin).
+    pub fn sql_client(t: &Target) -> anyhow::Result<Spawn> {
+        t.psql(&t.database)
     }
 
     pub fn parse(to: &str) -> Result<Target, Error> {
@@ -286,26 +353,26 @@ pub mod restore {
                 base.split("://").nth(1).unwrap_or("")
             ),
             database,
+            password: None,
         })
     }
 
     /// How many user relations (tables, views, sequences, ...) the target holds; None
     /// when the database does not exist.
     pub fn relations(t: &Target) -> anyhow::Result<Option<u64>> {
-        let exists = query(
-            &t.source,
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_database WHERE datname = {}",
-                literal(&t.database)
-            ),
-        )
-        .with_context(|| format!("cannot connect to the server of {}", t.shown))?;
+        let exists = t
+            .query(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_database WHERE datname = {}",
+                    literal(&t.database)
+                ),
+            )
+            .with_context(|| format!("cannot connect to the server of {}", t.shown))?;
         if exists == "0" {
             return Ok(None);
         }
-        let n = query(
-            &t.source,
+        let n = t.query(
             &t.database,
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -322,7 +389,8 @@ pub mod restore {
         if let Some(p) = properties {
             sql = format!("{sql} {}", p.create_clauses()?);
         }
-        query(&t.source, "postgres", &sql).with_context(|| format!("cannot create {}", t.shown))?;
+        t.query("postgres", &sql)
+            .with_context(|| format!("cannot create {}", t.shown))?;
         Ok(())
     }
 
@@ -334,7 +402,7 @@ pub mod restore {
         parallel: Option<(&std::path::Path, u32)>,
         extra: &[String],
     ) -> anyhow::Result<ChildSink> {
-        let mut s = client(&t.source, "pg_restore")?.arg("--exit-on-error");
+        let mut s = t.client("pg_restore")?.arg("--exit-on-error");
         if clean {
             s = s.args(["--clean", "--if-exists"]);
         }

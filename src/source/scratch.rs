@@ -19,7 +19,12 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(purpose: &str) -> anyhow::Result<Scratch> {
-        let path = std::env::temp_dir().join(format!(
+        Scratch::new_in(&std::env::temp_dir(), purpose)
+    }
+
+    /// A private directory in `parent` instead of `$TMPDIR`.
+    pub fn new_in(parent: &Path, purpose: &str) -> anyhow::Result<Scratch> {
+        let path = parent.join(format!(
             "vault-{purpose}-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
@@ -33,6 +38,12 @@ impl Scratch {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the directory now, saying why when it cannot (dropping it says nothing).
+    pub fn remove(self) -> anyhow::Result<()> {
+        fs::remove_dir_all(&self.path)
+            .with_context(|| format!("cannot remove {}", self.path.display()))
     }
 
     /// Creates `name` (0600, must not exist) and returns its path.

@@ -322,7 +322,14 @@ fn restore_and_check(
         results.push(user_check(check, endpoint, base));
     }
     let shown = prepared.shown.clone();
-    drop(prepared);
+    if let Err(e) = prepared.finish() {
+        results.push(CheckResult::new(
+            Kind::Restore,
+            "teardown",
+            Severity::Warn,
+            format!("the scratch target was not torn down cleanly: {e:#}"),
+        ));
+    }
     Ok(Inside {
         shown,
         restore_seconds,
@@ -387,8 +394,10 @@ fn user_check(check: &Check, endpoint: &Endpoint, base: &Path) -> CheckResult {
 }
 
 /// Runs a check command against the restored copy: VAULT_DRILL_URL names it (never
-/// with a password; a local server's is in PGPASSWORD, MYSQL_PWD or REDISCLI_AUTH);
-/// VAULT_DRILL_DIR is the restored file or directory. Its stdout on success; on
+/// with a password), and the client variables reach it (PGHOST, PGPORT, PGUSER,
+/// PGDATABASE, PGPASSWORD; MYSQL_HOST, MYSQL_TCP_PORT, MYSQL_PWD; REDISCLI_AUTH), so
+/// `psql` or `mariadb` with no arguments connects; VAULT_DRILL_DIR is the restored
+/// file or directory. Its stdout on success; on
 /// failure why, with the end of its stderr.
 fn run_command(argv: &[String], endpoint: &Endpoint, base: &Path) -> Result<String, String> {
     let mut cmd = Command::new(&argv[0]);
@@ -398,26 +407,9 @@ fn run_command(argv: &[String], endpoint: &Endpoint, base: &Path) -> Result<Stri
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("VAULT_DRILL_URL", endpoint.url());
-    match endpoint {
-        Endpoint::Postgres {
-            password: Some(p), ..
-        } => {
-            cmd.env("PGPASSWORD", p);
-        }
-        Endpoint::Mysql {
-            password: Some(p), ..
-        } => {
-            cmd.env("MYSQL_PWD", p);
-        }
-        Endpoint::Redis {
-            password: Some(p), ..
-        } => {
-            cmd.env("REDISCLI_AUTH", p);
-        }
-        Endpoint::Sqlite { path } | Endpoint::Dir { path } => {
-            cmd.env("VAULT_DRILL_DIR", path);
-        }
-        _ => {}
+    cmd.envs(endpoint.client_env());
+    if let Endpoint::Sqlite { path } | Endpoint::Dir { path } = endpoint {
+        cmd.env("VAULT_DRILL_DIR", path);
     }
     let out = cmd
         .output()

@@ -185,7 +185,7 @@ impl Prepared {
                     .cloned()
                     .unwrap_or_else(|| "vault_drill".into());
                 let endpoint = server.endpoint(Some(&db));
-                self.shown = format!("a local PostgreSQL server on 127.0.0.1:{}", server.port());
+                self.shown = server.description();
                 self.server = Some(server);
                 (endpoint.postgres_target()?, endpoint)
             }
@@ -257,7 +257,7 @@ impl Prepared {
         let (db, endpoint) = match url {
             None => {
                 let server = LocalServer::start(LocalKind::Mariadb, self.bin_dir.as_deref(), None)?;
-                self.shown = format!("a local MariaDB server on 127.0.0.1:{}", server.port());
+                self.shown = server.description();
                 let db = single.then(|| databases[0].clone());
                 let endpoint = server.endpoint(db.as_deref());
                 self.server = Some(server);
@@ -349,7 +349,7 @@ impl Prepared {
                 let server =
                     LocalServer::start(LocalKind::Redis, self.bin_dir.as_deref(), Some(&path))
                         .context("the restored dump did not load into a local redis-server")?;
-                self.shown = format!("a local redis-server on 127.0.0.1:{}", server.port());
+                self.shown = server.description();
                 self.endpoint = Some(server.endpoint(None));
                 self.server = Some(server);
             }
@@ -357,6 +357,16 @@ impl Prepared {
                 plan.restore(object, identities, manifest)?;
                 self.endpoint = Some(Endpoint::Dir { path: to });
             }
+        }
+        Ok(())
+    }
+
+    /// Tears it down now: the scratch database dropped, the server stopped (an error
+    /// if it would not stop), the temp dir removed.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.drop_db.take());
+        if let Some(server) = self.server.take() {
+            server.stop()?;
         }
         Ok(())
     }
