@@ -507,7 +507,7 @@ fn postgres_drill_passes_with_the_source_counts_and_leaves_nothing() {
     assert_eq!(report["outcome"], "passed", "{report:#}");
     let scratch = report["scratch"].as_str().unwrap();
     assert!(
-        scratch.contains("local PostgreSQL") && scratch_port(&report).is_some(),
+        scratch.starts_with("local postgres ") && scratch_port(&report).is_some(),
         "{report:#}"
     );
     let expected = pg_counts(&pg, "app");
@@ -552,6 +552,14 @@ fn mariadb_drill_passes_with_the_source_counts_and_leaves_nothing() {
     let (out, report) = d.drill_json("shop", &[]);
     assert_exit(&out, 0, "drill");
     d.assert_nothing_left(Some(&report));
+    assert!(
+        report["scratch"]
+            .as_str()
+            .unwrap()
+            .starts_with("local mariadb ")
+            && scratch_port(&report).is_some(),
+        "{report:#}"
+    );
     assert_eq!(report["outcome"], "passed", "{report:#}");
     let tables = my.sql(
         None,
@@ -605,6 +613,14 @@ fn redis_drill_passes_with_the_source_key_counts_and_leaves_nothing() {
     let (out, report) = d.drill_json("cache", &[]);
     assert_exit(&out, 0, "drill");
     d.assert_nothing_left(Some(&report));
+    assert!(
+        report["scratch"]
+            .as_str()
+            .unwrap()
+            .starts_with("local redis ")
+            && scratch_port(&report).is_some(),
+        "{report:#}"
+    );
     assert_eq!(report["outcome"], "passed", "{report:#}");
     let dbsize = |db: &str| -> u64 { r.cli(&["-n", db, "DBSIZE"]).parse().unwrap() };
     let expected = BTreeMap::from([
