@@ -649,6 +649,15 @@ fn sqlite_drill_passes_with_the_source_counts_and_leaves_nothing() {
     assert_exit(&out, 0, "drill");
     d.assert_nothing_left(Some(&report));
     assert_eq!(report["outcome"], "passed", "{report:#}");
+    // Restored under vault's TMPDIR (so the emptiness above means something).
+    let tmp = d.tmp().canonicalize().unwrap();
+    assert!(
+        report["scratch"]
+            .as_str()
+            .unwrap()
+            .starts_with(tmp.to_str().unwrap()),
+        "{report:#}"
+    );
     let expected = sqlite_counts(&db);
     assert_eq!(expected["orders"], 4321);
     assert_eq!(counts(&report), expected, "{report:#}");
@@ -678,12 +687,25 @@ fn files_drill_passes_with_the_source_counts_and_leaves_nothing() {
     assert_exit(&out, 0, "drill");
     d.assert_nothing_left(Some(&report));
     assert_eq!(report["outcome"], "passed", "{report:#}");
-    let got = counts(&report);
-    assert_eq!(got["files"], 57, "{report:#}");
-    assert_eq!(got["bytes"], bytes, "{report:#}");
-    assert_eq!(got["symlinks"], 2, "{report:#}");
-    // The three directories under the root (the root itself may be counted too).
-    assert!(matches!(got["dirs"], 3 | 4), "{report:#}");
+    let tmp = d.tmp().canonicalize().unwrap();
+    assert!(
+        report["scratch"]
+            .as_str()
+            .unwrap()
+            .starts_with(tmp.to_str().unwrap()),
+        "{report:#}"
+    );
+    // The directories under the root (a, a/b, c): the root itself is not counted.
+    let expected = BTreeMap::from(
+        [
+            ("files", 57),
+            ("bytes", bytes),
+            ("dirs", 3),
+            ("symlinks", 2),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    assert_eq!(counts(&report), expected, "{report:#}");
 }
 
 /// SIGTERM while the restore into the scratch server is under way: exit 130, and the
@@ -812,7 +834,8 @@ fn a_failing_user_check_fails_the_drill_naming_it() {
          sql = \"select count(*) from orders where amount > 1000000\"\nmin = 1\n\
          [[job.drill.check]]\nsql = \"select count(*) from orders\"\nmin = 1\n\
          [[job.drill.check]]\nname = \"app answers\"\n\
-         command = [\"sh\", \"-c\", 'printf %s \"$VAULT_DRILL_URL\" > \"{}\"; echo 5']\nequals = 5\n",
+         command = [\"sh\", \"-c\", 'printf %s \"$VAULT_DRILL_URL\" > \"{}\"; \
+                     psql -X -A -t -c \"select count(*) from orders\"']\nequals = 5000\n",
         url_file.display()
     );
     d.config(&pg_job(&pg, "app", "app", &checks));
@@ -842,7 +865,8 @@ fn a_failing_user_check_fails_the_drill_naming_it() {
         true,
         "{report:#}"
     );
-    // The command saw the restored copy's URL, without a password.
+    // The command reached the restored copy with the client variables vault gave it
+    // (psql counted its 5000 orders), and saw its URL, without a password.
     let url = fs::read_to_string(&url_file).unwrap();
     assert!(url.starts_with("postgresql://"), "{url}");
     let authority = url["postgresql://".len()..].split('/').next().unwrap();
