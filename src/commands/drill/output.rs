@@ -42,7 +42,8 @@ pub fn summary_line(drills: &[Drilled]) -> String {
 fn result(d: &Drilled) -> String {
     match &d.evidence {
         Some(e) => e.outcome.as_str().to_uppercase(),
-        None => "ERROR".into(),
+        None if d.code == crate::error::ExitCode::Missing => "NO BACKUP".into(),
+        None => "NOT DRILLED".into(),
     }
 }
 
