@@ -1230,3 +1230,31 @@ fn a_restore_tool_failing_on_a_good_stream_is_a_drill_failure() {
         "the tool's stderr is not quoted: {broken:#}"
     );
 }
+
+#[test]
+fn a_job_without_backups_exits_4_and_the_others_are_still_drilled() {
+    let d = Drills::new();
+    sqlite_source(&d, 10);
+    d.config(&format!(
+        "{SQLITE_JOB}[[job]]\nname = \"never\"\nsource = {{ kind = \"sqlite\", path = \"app.db\" }}\n"
+    ));
+    d.backup("app");
+
+    let out = d.run(&["drill"]);
+    assert_exit(
+        &out,
+        common::EXIT_MISSING,
+        "drill with a job never backed up",
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = |job: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .unwrap_or_else(|| panic!("no row for {job}:\n{table}"))
+            .to_owned()
+    };
+    assert!(row("app").contains("PASSED"), "{table}");
+    assert!(row("never").contains("NO BACKUP"), "{table}");
+    d.assert_nothing_left(None);
+}
