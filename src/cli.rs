@@ -73,6 +73,101 @@ pub enum Command {
     Run(RunArgs),
     /// Restore the newest backups into scratch servers, check them, and keep the evidence [identity: restorer]
     Drill(DrillArgs),
+    /// Render what runs vault elsewhere from vault.toml (Kubernetes manifests)
+    Deploy(DeployArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(subcommand)]
+    pub target: DeployTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployTarget {
+    /// Kubernetes manifests: a CronJob per job (and for [verify] and [drill] schedules),
+    /// each under its role's ServiceAccount, the config as a ConfigMap, NetworkPolicies
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// The image every pod runs (deploy/container/Dockerfile); pin it by digest
+    /// (NAME:TAG@sha256:...)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+
+    /// The image of the drill CronJob, with the scratch servers (the Dockerfile's drill
+    /// target) [default: --image]
+    #[arg(long, value_name = "IMAGE")]
+    pub drill_image: Option<String>,
+
+    /// The namespace of every object
+    #[arg(long, value_name = "NS", default_value = "vault")]
+    pub namespace: String,
+
+    /// The writer's namespace (the backup CronJobs) [default: --namespace]
+    #[arg(long, value_name = "NS")]
+    pub writer_namespace: Option<String>,
+
+    /// The verifier's namespace (the verify CronJob) [default: --namespace]
+    #[arg(long, value_name = "NS")]
+    pub verifier_namespace: Option<String>,
+
+    /// The restorer's namespace (the drill CronJob) [default: --namespace]
+    #[arg(long, value_name = "NS")]
+    pub restorer_namespace: Option<String>,
+
+    /// Annotate each ServiceAccount with eks.amazonaws.com/role-arn (EKS IAM roles for
+    /// service accounts)
+    #[arg(long)]
+    pub irsa: bool,
+
+    /// The writer's IAM role for --irsa [default: [identities.writer] role_arn]
+    #[arg(long, value_name = "ARN")]
+    pub role_arn_writer: Option<String>,
+
+    /// The verifier's IAM role for --irsa [default: [identities.verifier] role_arn]
+    #[arg(long, value_name = "ARN")]
+    pub role_arn_verifier: Option<String>,
+
+    /// The restorer's IAM role for --irsa [default: [identities.restorer] role_arn]
+    #[arg(long, value_name = "ARN")]
+    pub role_arn_restorer: Option<String>,
+
+    /// The audience of the projected service-account token mounted where
+    /// web_identity_token_file points: the client id your IAM OIDC provider lists (with
+    /// --output, overlays/web-identity's; the base keeps sts.amazonaws.com, as EKS needs)
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub token_audience: String,
+
+    /// Mount PersistentVolumeClaim CLAIM at PATH (repeatable): sqlite and files
+    /// sources, state_dir, a local vault, Prometheus files
+    #[arg(long = "claim", value_name = "PATH=CLAIM")]
+    pub claims: Vec<String>,
+
+    /// Allow database traffic only to this network (repeatable) [default: anywhere]
+    #[arg(long = "database-cidr", value_name = "CIDR")]
+    pub database_cidrs: Vec<String>,
+
+    /// One more TCP port the backup pods may reach (repeatable), e.g. a command job's
+    /// database
+    #[arg(long = "egress-port", value_name = "PORT")]
+    pub egress_ports: Vec<u16>,
+
+    /// Run the backups from one Deployment running `vault run --only backup` (with
+    /// probes, a Service and a ServiceMonitor) instead of a CronJob per job
+    #[arg(long)]
+    pub scheduler: bool,
+
+    /// Add a PrometheusRule with the alert rules of docs/operations.md
+    #[arg(long)]
+    pub prometheus_rule: bool,
+
+    /// Write a kustomize tree (base/, overlays/eks/, overlays/web-identity/) into DIR
+    /// instead of one stream on stdout
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

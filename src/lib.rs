@@ -12,7 +12,8 @@
 //! - [`cli`]: clap types only. [`commands`]: one module per subcommand, each with `run`
 //!   (`backup`, `list`, `restore` + `restore/server`, `verify/` (bucket, job, backup,
 //!   judge, output), `doctor/` (identities, canary, probes, probe, enforcement, matrix,
-//!   principal, findings, output), `keygen`, `demo`).
+//!   principal, findings, output), `keygen`, `demo`, `run/`, `drill/`, `deploy/`
+//!   (Kubernetes manifests)).
 //! - [`config`]: `vault.toml` -> validated [`config::Settings`] (file, jobs, schedule,
 //!   sections); deserialises into the types the layers below own.
 //! - [`catalog`]: a job's manifests read back through the `Store` trait; choosing one.
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Run(args) => commands::run::run(&ctx, args).await,
         Command::Drill(args) => commands::drill::run(&ctx, args).await,
+        Command::Deploy(args) => commands::deploy::run(&ctx, args),
         Command::Keygen(_) | Command::Demo(_) => unreachable!("handled above"),
     };
     // An abandoned upload's abort, spawned when its future was dropped.

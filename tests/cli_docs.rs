@@ -3,15 +3,24 @@
 
 use std::process::Command;
 
-const COMMANDS: [&str; 10] = [
-    "", "keygen", "backup", "list", "restore", "verify", "doctor", "run", "drill", "demo",
+const COMMANDS: [&str; 12] = [
+    "",
+    "keygen",
+    "backup",
+    "list",
+    "restore",
+    "verify",
+    "doctor",
+    "run",
+    "drill",
+    "deploy",
+    "deploy kubernetes",
+    "demo",
 ];
 
 fn help(command: &str) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    if !command.is_empty() {
-        cmd.arg(command);
-    }
+    cmd.args(command.split_whitespace());
     let out = cmd
         .arg("--help")
         .env_remove("VAULT_CONFIG")

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod demo;
+pub mod deploy;
 pub mod doctor;
 pub mod drill;
 pub mod keygen;
