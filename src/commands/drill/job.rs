@@ -76,6 +76,7 @@ pub async fn drill(
     let bin_dir = job.drill.bin_dir.clone().or_else(|| d.bin_dir.clone());
     let rto = job.drill.rto.or(d.rto);
     let max_shrink = job.drill.max_shrink.unwrap_or(d.max_shrink);
+    let restore_jobs = d.restore_jobs;
 
     let mut checks = Vec::new();
     for (path, ids) in extra {
@@ -107,7 +108,12 @@ pub async fn drill(
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
             let mut task = tokio::task::spawn_blocking(move || {
-                restore_and_check(&j, &m, &scratch, bin_dir, object, &identities, &base)
+                let into = Into {
+                    scratch,
+                    bin_dir,
+                    restore_jobs,
+                };
+                restore_and_check(&j, &m, into, object, &identities, &base)
             });
             tokio::select! {
                 done = &mut task => done?,
@@ -273,11 +279,17 @@ struct Inside {
     results: Vec<CheckResult>,
 }
 
+/// Where a drill restores: the scratch kind, the server binaries, pg_restore's workers.
+struct Into {
+    scratch: crate::config::Scratch,
+    bin_dir: Option<PathBuf>,
+    restore_jobs: u32,
+}
+
 fn restore_and_check(
     job: &Job,
     manifest: &Manifest,
-    scratch: &crate::config::Scratch,
-    bin_dir: Option<PathBuf>,
+    into: Into,
     object: impl std::io::Read + Send + 'static,
     identities: &Identities,
     base: &Path,
@@ -292,8 +304,9 @@ fn restore_and_check(
     };
     let mut prepared = Prepared::new(
         manifest,
-        scratch,
-        bin_dir,
+        &into.scratch,
+        into.bin_dir,
+        into.restore_jobs,
         job.drill.command.as_deref(),
         restore_command,
     )
