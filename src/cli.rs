@@ -268,6 +268,11 @@ pub struct ListArgs {
     /// Only this job
     #[arg(value_name = "JOB")]
     pub job: Option<String>,
+
+    /// Read every manifest from the store, not from the cache of those already read
+    /// (the cache is brought up to date)
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -371,6 +376,11 @@ pub struct VerifyArgs {
     /// Push Prometheus metrics to this Pushgateway URL [default: [verify] pushgateway]
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+
+    /// Read every manifest and lock from the store, not from the cache of what cannot
+    /// change (the cache is checked against the store and brought up to date)
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,8 @@
 //!   (Kubernetes manifests)).
 //! - [`config`]: `vault.toml` -> validated [`config::Settings`] (file, jobs, schedule,
 //!   sections); deserialises into the types the layers below own.
-//! - [`catalog`]: a job's manifests read back through the `Store` trait; choosing one.
+//! - [`catalog`]: a job's manifests read back through the `Store` trait; choosing one;
+//!   one listing of the vault split by job; the verifier's cache of what cannot change.
 //! - [`pipeline`]: the backup and restore streams ([`pipe`] and [`digest`] are its
 //!   parts); only it makes a `Written`, and [`manifest`] makes a manifest only from one.
 //! - [`source`]: what a job backs up ([`source::Spec`], engine settings) and the dumps

@@ -320,6 +320,15 @@ impl Layout {
         }
     }
 
+    /// `<prefix>/` (empty without a prefix): every key of every job starts with it.
+    pub fn root(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
     /// `<prefix>/<job>/`: every key of the job's backups starts with it.
     pub fn job_root(&self, job: &str) -> String {
         if self.prefix.is_empty() {
@@ -389,6 +398,8 @@ mod tests {
             Layout::new("").manifest_key("app", &id),
             format!("app/manifests/{id}.json")
         );
+        assert_eq!(layout.root(), "acme/");
+        assert_eq!(Layout::new("").root(), "");
     }
 
     #[test]

@@ -347,6 +347,68 @@ fn each_tampering_is_an_integrity_failure_naming_the_object() {
     );
 }
 
+/// A GOVERNANCE lock can be shortened by a principal allowed to bypass it, so the
+/// verifier's cache never keeps one: the run after a verify that found it good asks
+/// again, and finds it shortened. (A COMPLIANCE lock, which only grows, is kept.)
+#[test]
+fn a_governance_lock_shortened_after_a_verify_is_found_by_the_next() {
+    use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+
+    let w = S3World::new(LockSetup::PerObject);
+    fs::write(w.world.path("g.txt"), "governed\n".repeat(100)).unwrap();
+    w.config(
+        "mode = \"GOVERNANCE\"\n",
+        &format!(
+            "{}[verify]\ncache_dir = \"verifier\"\n",
+            job("gov", "g.txt", "")
+        ),
+    );
+    w.ok(&["backup"]);
+    let (rc, report) = verify(&w, &[]);
+    assert_eq!(rc, 0, "{report:#}");
+    let rows = checked(&report, "gov");
+    assert_eq!(rows[0]["lock"]["mode"], "GOVERNANCE", "{report:#}");
+    let (rc, _) = verify(&w, &[]);
+    assert_eq!(rc, 0);
+    assert!(
+        w.world.path("verifier").read_dir().unwrap().count() == 1,
+        "the cache is kept in [verify] cache_dir"
+    );
+
+    let m = &w.manifests("gov")[0];
+    let key = w.full_key(m["data"]["key"].as_str().unwrap());
+    let version = m["data"]["version_id"].as_str().unwrap();
+    let sooner = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    let admin = w.moto.admin_client();
+    w.moto.block_on(async {
+        admin
+            .put_object_retention()
+            .bucket(&w.bucket)
+            .key(&key)
+            .version_id(version)
+            .bypass_governance_retention(true)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::Governance)
+                    .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                        sooner.timestamp(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let (rc, report) = verify(&w, &[]);
+    assert_eq!(rc, EXIT_INTEGRITY, "{report:#}");
+    let relative = key.strip_prefix(&format!("{PREFIX}/")).unwrap();
+    let error = checked(&report, "gov")[0]["error"].to_string();
+    assert!(
+        error.contains("earlier than") && error.contains(relative),
+        "{error}"
+    );
+}
+
 /// Acceptance 3: a job whose newest backup is older than interval + grace is stale
 /// (exit 4), and the Prometheus output is valid exposition format with per-job
 /// last-success timestamp, size and status (parsed by prometheus_client).
@@ -453,7 +515,7 @@ fn webhook_pings_for_good_and_failing_runs() {
     w.config(
         "",
         &format!(
-            "{}{}[verify]\nping = {{ url = \"{url}/verify\" }}\n",
+            "{}{}[verify]\nping = {{ url = \"{url}/verify\" }}\ncache_dir = \"verify-cache\"\n",
             job("good", "ok.txt", &format!("ping = {{ url = \"{url}/good\" }}")),
             job(
                 "bad",

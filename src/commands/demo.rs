@@ -67,7 +67,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     .await?;
 
     step(5, &format!("list: {cfg} list"));
-    list::run(&ctx, &ListArgs { job: None }).await?;
+    list::run(
+        &ctx,
+        &ListArgs {
+            job: None,
+            no_cache: false,
+        },
+    )
+    .await?;
 
     step(
         6,
@@ -82,6 +89,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         since: None,
         prometheus: None,
         pushgateway: None,
+        no_cache: false,
     };
     verify::run(&ctx, &verify_args(false)).await?;
     verify::run(&ctx, &verify_args(true)).await?;

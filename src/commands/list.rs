@@ -4,17 +4,20 @@
 //! readers' one trust rule (`Signing::verdict`) and shown beside it: during an incident
 //! a forged manifest must stand out at once, not look like a good backup. Any backup
 //! that is not validly signed makes `list` end with the integrity code (3).
+//!
+//! All jobs are listed with one listing of the whole vault, and a manifest version
+//! read before comes from the cache (`catalog::cache`; `--no-cache` reads them all).
 
 use serde::Serialize;
 
 use super::{Context, warn_about};
-use crate::catalog;
+use crate::catalog::{self, Cover, Listing};
 use crate::cli::ListArgs;
 use crate::error::{ExitCode, summary, worst};
 use crate::manifest::Manifest;
 use crate::report::{Table, human_bytes};
 use crate::signing::Verdict;
-use crate::store::Role;
+use crate::store::{self, Role};
 
 /// One backup as listed: its manifest, and with signing on, what its signature says.
 #[derive(Serialize)]
@@ -39,11 +42,23 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings, Role::Verifier).await?;
     warn_about(store.as_ref());
 
+    let cache = super::open_cache(settings, args.no_cache);
+    let listing = Listing::new(
+        store.as_ref(),
+        &settings.layout,
+        &jobs,
+        Cover::Manifests,
+        &cache,
+    )
+    .await;
     let mut good: Vec<Listed> = Vec::new();
     let mut broken = Vec::new();
     let mut untrusted = 0;
     for job in &jobs {
-        for entry in catalog::entries(store.as_ref(), &settings.layout, job).await? {
+        let originals = store::originals(&listing.job(job).await?);
+        let entries =
+            catalog::read_entries(store.as_ref(), &settings.layout, job, originals, &cache).await;
+        for entry in entries {
             match entry.manifest {
                 Ok(m) => {
                     let verdict = settings.signing.verdict(&m, entry.stored_at);
@@ -70,6 +85,7 @@ pub async fn run(ctx: &Context, args: &ListArgs) -> anyhow::Result<()> {
             }
         }
     }
+    super::save_cache(&cache);
 
     if ctx.json {
         crate::report::print_json(&serde_json::json!({ "backups": good, "broken": broken }));

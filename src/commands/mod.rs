@@ -18,6 +18,7 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
+use crate::catalog::Cache;
 use crate::config::Settings;
 use crate::crypto::{self, Identities};
 use crate::error::Error;
@@ -41,6 +42,45 @@ pub fn vault_id(settings: &Settings) -> String {
         settings.target.describe(),
         settings.layout.job_root("")
     )
+}
+
+/// The cache `list` and `verify` keep of what cannot change in this vault, from
+/// `[verify] cache_dir`; with `no_cache` nothing in it is used, and what the run reads
+/// brings it up to date. A cache that cannot be read, or is discarded, is a warning.
+pub fn open_cache(settings: &Settings, no_cache: bool) -> Cache {
+    let vault = vault_id(settings);
+    let path = Cache::path(&settings.verify.cache_dir, &vault);
+    let (cache, warning) = Cache::load(path, &vault, !no_cache);
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    cache
+}
+
+/// Saves the cache after a run. A cache that cannot be written only costs the next
+/// run its requests, and one the store contradicted was wrong: warnings both.
+pub fn save_cache(cache: &Cache) {
+    let file = cache
+        .file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let wrong = cache.disagreements();
+    if wrong > 0 {
+        eprintln!(
+            "warning: {wrong} entr{} of the verify cache {file} differed from what the store \
+             answered: the cache was wrong (damaged, or altered by someone who can write \
+             there) and has been corrected",
+            if wrong == 1 { "y" } else { "ies" }
+        );
+    }
+    if let Err(e) = cache.save() {
+        eprintln!(
+            "warning: cannot write the verify cache {file}: {e}; the next run reads \
+             everything from the store again\n\
+             hint: set [verify] cache_dir to a directory of the verifier's that this user \
+             can write"
+        );
+    }
 }
 
 /// The env var naming the restorer's age identity file.

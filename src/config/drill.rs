@@ -82,6 +82,9 @@ pub struct DrillSettings {
     pub max_shrink: f64,
     /// Evidence files kept per job.
     pub history: usize,
+    /// PostgreSQL: `pg_restore --jobs` for local scratch servers (the dump is first
+    /// written, verified, to a private temp file); 1 streams it in one transaction.
+    pub restore_jobs: u32,
     pub ping: Option<Ping>,
     pub prometheus: Option<PathBuf>,
     pub pushgateway: Option<String>,
@@ -110,6 +113,7 @@ pub(super) struct DrillSection {
     pub rto: Option<String>,
     pub max_shrink: Option<f64>,
     pub history: Option<usize>,
+    pub restore_jobs: Option<u32>,
     pub ping: Option<Ping>,
     pub prometheus: Option<PathBuf>,
     pub pushgateway: Option<String>,
@@ -230,8 +234,16 @@ pub(super) fn drill_settings(
                 .into(),
         );
     }
+    let restore_jobs = d.restore_jobs.unwrap_or(1);
+    if !(1..=64).contains(&restore_jobs) {
+        return Err(format!(
+            "restore_jobs {restore_jobs} is outside 1..=64 (1 streams the dump into \
+             pg_restore; more restores a verified temp copy with that many workers)"
+        ));
+    }
     Ok(DrillSettings {
         schedule,
+        restore_jobs,
         scratch: d.scratch.as_deref().map_or(Ok(Scratch::Local), scratch)?,
         bin_dir: d.bin_dir.map(|p| base.join(p)),
         identities: d.identities.iter().map(|p| base.join(p)).collect(),

@@ -115,6 +115,8 @@ pub(super) struct VerifySection {
     pub ping: Option<Ping>,
     pub prometheus: Option<PathBuf>,
     pub pushgateway: Option<String>,
+    /// Where `list` and `verify` keep their cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `[scheduler]`: how `vault run` runs the schedules.

@@ -125,8 +125,9 @@ impl Settings {
             .map_err(|e| bad(format!("[signing] {e}")))?;
         let scheduler = scheduler::scheduler_settings(file.scheduler)
             .map_err(|e| bad(format!("[scheduler] {e}")))?;
-        let verify = sections::verify_settings(file.verify, &base, scheduler.timezone)
-            .map_err(|e| bad(format!("[verify] {e}")))?;
+        let verify =
+            sections::verify_settings(file.verify, &base, scheduler.timezone, &signing.state_dir)
+                .map_err(|e| bad(format!("[verify] {e}")))?;
         let drill = drill::drill_settings(file.drill, &base, scheduler.timezone)
             .map_err(|e| bad(format!("[drill] {e}")))?;
         let jobs = jobs::jobs(

@@ -51,6 +51,9 @@ pub struct VerifySettings {
     pub ping: Option<Ping>,
     pub prometheus: Option<PathBuf>,
     pub pushgateway: Option<String>,
+    /// The directory of the cache `list` and `verify` keep of what cannot change
+    /// (`catalog::cache`); `[signing] state_dir` unless set.
+    pub cache_dir: PathBuf,
 }
 
 pub(super) fn identities(mut ids: IdentitiesSection, base: &Path) -> Result<Identities, Error> {
@@ -178,10 +181,12 @@ pub(super) fn signing_settings(s: SigningSection, base: &Path) -> Result<Signing
     })
 }
 
+/// `[verify]`; the cache lives in `state_dir` unless `cache_dir` says otherwise.
 pub(super) fn verify_settings(
     v: VerifySection,
     base: &Path,
     timezone: chrono_tz::Tz,
+    state_dir: &Path,
 ) -> Result<VerifySettings, String> {
     let schedule = v
         .schedule
@@ -213,5 +218,8 @@ pub(super) fn verify_settings(
         ping: v.ping,
         prometheus: v.prometheus.map(|p| base.join(p)),
         pushgateway: v.pushgateway,
+        cache_dir: v
+            .cache_dir
+            .map_or_else(|| state_dir.to_path_buf(), |d| base.join(d)),
     })
 }

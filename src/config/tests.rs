@@ -82,6 +82,21 @@ fn monitoring_and_signing_settings() {
     assert_eq!(s.signing.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     assert_eq!(s.signing.public_keys[0].to_string(), key);
     assert_eq!(s.verify.size_drop, 0.3);
+    assert_eq!(
+        s.verify.cache_dir,
+        PathBuf::from(DEFAULT_STATE_DIR),
+        "the cache lives in the state directory unless told"
+    );
+    let own = parse(&minimal(
+        "[signing]\nstate_dir = \"state\"\n[verify]\ncache_dir = \"verifier-cache\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        own.verify.cache_dir,
+        PathBuf::from("/etc/vault/verifier-cache")
+    );
+    let state = parse(&minimal("[signing]\nstate_dir = \"state\"\n")).unwrap();
+    assert_eq!(state.verify.cache_dir, PathBuf::from("/etc/vault/state"));
     // The interval is the largest gap between fire times; a quarter of it is grace.
     assert_eq!(s.jobs[0].interval, TimeDelta::hours(6));
     assert_eq!(s.jobs[0].grace, TimeDelta::minutes(90));

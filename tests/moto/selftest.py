@@ -789,6 +789,28 @@ def expire_lock(c: Ctx) -> None:
     expect(hook(f"bucket={LOCK}&key=hook/obj&versionId={version}", "GET") == 405, "expire-lock by GET")
 
 
+@check("test hook requests")
+def request_counts(c: Ctx) -> None:
+    def counts(query: str = "") -> dict:
+        request = urllib.request.Request(f"{c.endpoint}/_vault_test/requests{query}", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            expect(r.status == 200, f"requests answered {r.status}")
+            return json.loads(r.read())
+
+    counts("?reset=1")
+    me = c.admin_keys["access_key_id"]
+    version = c.put(LOCK, "count/obj")
+    c.admin.head_object(Bucket=LOCK, Key="count/obj", VersionId=version)
+    c.admin.get_object(Bucket=LOCK, Key="count/obj")["Body"].read()
+    c.admin.list_object_versions(Bucket=LOCK, Prefix="count/")
+    c.admin.list_object_versions(Bucket=LOCK, Prefix="count/")
+    expect_error("NoSuchKey", 404, c.admin.get_object, Bucket=LOCK, Key="count/missing")
+    got = counts("?reset=1")
+    expect(got == {me: {"PutObject": 1, "HeadObject": 1, "GetObject": 2, "ListObjectVersions": 2}},
+           f"counts after put, head, two gets and two listings: {got}")
+    expect(counts() == {}, "reset=1 did not start the counts again")
+
+
 @check("unversioned bucket (stock moto, admin.py --no-object-lock)")
 def unversioned(c: Ctx) -> None:
     # What vault relies on to refuse such a bucket, as AWS answers: no version id for a

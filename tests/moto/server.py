@@ -22,7 +22,8 @@ moto behaviour, e.g. a backend that lets COMPLIANCE retention be shortened); an
 unknown name is an error.
 
 Test hooks outside S3's API (unauthenticated, loopback only) are described in
-TestHooks: POST /_vault_test/expire-lock ends one object version's lock.
+TestHooks: POST /_vault_test/expire-lock ends one object version's lock, POST
+/_vault_test/requests counts the requests each access key made, by operation.
 """
 
 from __future__ import annotations
@@ -817,6 +818,46 @@ def apply_patches(without: frozenset[str] = frozenset()) -> None:
 # --------------------------------------------------------------------------- test hooks
 
 
+# S3 operations by method, whether the path names a key, and a query parameter that
+# tells them apart (checked in this order); anything else is named by its method, path
+# kind and query parameter names.
+OPERATIONS = [
+    ("HEAD", True, None, "HeadObject"),
+    ("HEAD", False, None, "HeadBucket"),
+    ("GET", False, "versions", "ListObjectVersions"),
+    ("GET", False, "list-type", "ListObjectsV2"),
+    ("GET", False, "versioning", "GetBucketVersioning"),
+    ("GET", False, "object-lock", "GetObjectLockConfiguration"),
+    ("GET", False, "lifecycle", "GetBucketLifecycleConfiguration"),
+    ("GET", False, "policy", "GetBucketPolicy"),
+    ("GET", False, "uploads", "ListMultipartUploads"),
+    ("GET", True, "retention", "GetObjectRetention"),
+    ("GET", True, "uploadId", "ListParts"),
+    ("GET", True, None, "GetObject"),
+    ("PUT", True, "partNumber", "UploadPart"),
+    ("PUT", True, "retention", "PutObjectRetention"),
+    ("PUT", True, None, "PutObject"),
+    ("POST", True, "uploads", "CreateMultipartUpload"),
+    ("POST", True, "uploadId", "CompleteMultipartUpload"),
+    ("POST", False, "delete", "DeleteObjects"),
+    ("DELETE", True, "uploadId", "AbortMultipartUpload"),
+    ("DELETE", True, None, "DeleteObject"),
+]
+
+
+def operation(method: str, path: str, query: str) -> str:
+    """The S3 operation of a path-style request, as the counts name it."""
+    from urllib.parse import parse_qs
+
+    names = set(parse_qs(query, keep_blank_values=True))
+    on_key = len([part for part in path.split("/") if part]) > 1
+    for m, key, param, name in OPERATIONS:
+        if m == method and key == on_key and (param is None or param in names):
+            return name
+    kind = "object" if on_key else ("bucket" if path.strip("/") else "service")
+    return f"{method} {kind}" + (f"?{','.join(sorted(names))}" if names else "")
+
+
 class TestHooks:
     """A WSGI wrapper around moto's app for what tests need beyond S3's API.
 
@@ -830,17 +871,27 @@ class TestHooks:
         and legal hold unchanged), as if its lock had run out, so that an admin can
         then delete the version. 204; 404 when the bucket, key or version does not
         exist; 400 without all three parameters; 405 for another method.
+
+    POST /_vault_test/requests[?reset=1]
+        The requests counted so far, by the access key that signed them and operation:
+        200 with {"AKID": {"HeadObject": 2000, ...}, ...} (unsigned requests under
+        "-"). With reset=1 the counts start again from zero after this answer. Every
+        request that is not a test hook is counted once as it arrives, whatever moto
+        answers, so a test can count what one vault command asked for.
     """
 
     PREFIX = "/_vault_test/"
 
     def __init__(self, app) -> None:
         self.app = app
-        self.routes = {"expire-lock": self.expire_lock}
+        self.routes = {"expire-lock": self.expire_lock, "requests": self.requests}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.counts_lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(self.PREFIX):
+            self.count(environ)
             return self.app(environ, start_response)
         route = self.routes.get(path[len(self.PREFIX):])
         if route is None:
@@ -855,10 +906,26 @@ class TestHooks:
 
     @staticmethod
     def answer(start_response, status: int, message: str):
-        reasons = {204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        reasons = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
         body = b"" if status == 204 else (message + "\n").encode()
         start_response(f"{status} {reasons.get(status, '')}", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
+
+    def count(self, environ) -> None:
+        """Counts one request under its signer's access key and its operation."""
+        found = re.search(r"Credential=([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        signer = found.group(1) if found else "-"
+        op = operation(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
+        with self.counts_lock:
+            per_op = self.counts.setdefault(signer, {})
+            per_op[op] = per_op.get(op, 0) + 1
+
+    def requests(self, params: dict[str, str]) -> tuple[int, str]:
+        with self.counts_lock:
+            answer = json.dumps(self.counts, sort_keys=True)
+            if params.get("reset") == "1":
+                self.counts = {}
+        return 200, answer
 
     @staticmethod
     def expire_lock(params: dict[str, str]) -> tuple[int, str]:

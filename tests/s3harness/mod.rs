@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -208,8 +209,21 @@ impl Moto {
         );
     }
 
+    /// The requests each access key made since the last reset, by S3 operation (test
+    /// hook of server.py), and starts the counts again from zero.
+    pub fn take_requests(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let (status, body) = self.test_hook_answer("requests?reset=1");
+        assert_eq!(status, 200, "requests test hook: HTTP {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("requests test hook: {e}: {body}"))
+    }
+
     /// POSTs to one of server.py's test hooks (`/_vault_test/<path>`); the HTTP status.
     fn test_hook(&self, path_and_query: &str) -> u16 {
+        self.test_hook_answer(path_and_query).0
+    }
+
+    /// POSTs to one of server.py's test hooks; the HTTP status and the body.
+    fn test_hook_answer(&self, path_and_query: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let host = self.endpoint.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).unwrap();
@@ -224,11 +238,16 @@ impl Moto {
         .unwrap();
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
-        answer
+        let status = answer
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("test hook {path_and_query}: no HTTP status in {answer:?}"))
+            .unwrap_or_else(|| panic!("test hook {path_and_query}: no HTTP status in {answer:?}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_string();
+        (status, body)
     }
 
     /// An IAM role whose only policies are the named files of deploy/iam; its ARN.
@@ -398,7 +417,9 @@ impl S3World {
         self.config_with(retention, &identities, jobs);
     }
 
-    /// Like [`S3World::config`] with the `[identities.*]` sections given.
+    /// Like [`S3World::config`] with the `[identities.*]` sections given. Unless `jobs`
+    /// has a `[verify]` section of its own, the verifier's cache is kept in the world's
+    /// directory (`verify-cache/`), not in the default state directory of the host.
     pub fn config_with(&self, retention: &str, identities: &str, jobs: &str) {
         let retention = match self.setup {
             LockSetup::PerObject => retention.to_string(),
@@ -406,10 +427,16 @@ impl S3World {
                 format!("lock = \"bucket-default\"\nbucket_default = \"{days}d\"\n{retention}")
             }
         };
+        let cache = if jobs.contains("[verify]") {
+            ""
+        } else {
+            "[verify]\ncache_dir = \"verify-cache\"\n"
+        };
         self.world.config_raw(&format!(
             "[vault]\ntarget = \"s3://{}/{PREFIX}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
              part_size = \"8MiB\"\nupload_concurrency = 3\n\
-             [encryption]\nrecipients = [\"{}\"]\n[retention]\n{retention}\n{identities}\n{jobs}",
+             [encryption]\nrecipients = [\"{}\"]\n[retention]\n{retention}\n{identities}\n{jobs}\n\
+             {cache}",
             self.bucket, self.moto.endpoint, self.moto.region, self.world.recipient,
         ));
     }

@@ -112,6 +112,29 @@ impl Builder<'_> {
         }
     }
 
+    /// `[verify] cache_dir` in the verify pod: on a claim of its own, the cache outlives
+    /// the pod; else (or on the claim of the writer's `state_dir`, which must not hold
+    /// what the verifier trusts) an emptyDir, where each run reads everything again.
+    /// Whether it is a claim of its own.
+    pub(super) fn cache_dir(&self, unit: &mut Unit) -> bool {
+        let cache = self.paths.map(&self.settings.verify.cache_dir);
+        let state = self.paths.map(&self.settings.signing.state_dir);
+        let writers = self.options.claim_for(&state).map(|c| c.name.as_str());
+        match self.options.claim_for(&cache) {
+            Some(claim) if Some(claim.name.as_str()) != writers => {
+                add_claim(unit, &claim.path, &claim.name, false);
+                true
+            }
+            _ => {
+                unit.dirs.insert(Dir::Scratch {
+                    path: cache,
+                    size_limit: Some("256Mi".into()),
+                });
+                false
+            }
+        }
+    }
+
     /// A file vault writes (a Prometheus textfile): only on a claim.
     pub(super) fn written_file(
         &self,

@@ -159,3 +159,59 @@ fn the_alert_rules_are_the_ones_operations_md_documents() {
         );
     }
 }
+
+/// The verify CronJob's cache (`[verify] cache_dir`) is on a claim only when the claim
+/// is not the writer's `state_dir` claim: the verifier must not trust what the writer
+/// can write. Otherwise it is an emptyDir, said in a warning.
+#[test]
+fn the_verifier_cache_is_on_its_own_claim_or_an_empty_dir() {
+    let jobs = "[[job]]\nname = \"app\"\nschedule = \"@daily\"\n\
+                source = { kind = \"command\", command = [\"true\"] }\n";
+    let cache_dir = |p: &super::plan::Plan| -> Vec<Dir> {
+        let verify = p.units.iter().find(|u| u.kind == Kind::Verify).unwrap();
+        verify
+            .dirs
+            .iter()
+            .filter(|d| d.path().starts_with("/var/lib/vault"))
+            .cloned()
+            .collect()
+    };
+    let claims = ["--claim", "/var/lib/vault=vault-state"];
+    let warned = |p: &super::plan::Plan| p.warnings.iter().any(|w| w.contains("cache_dir"));
+
+    // By default the cache is in state_dir, the writer's claim: an emptyDir instead.
+    let (s, text) = settings(&format!(
+        "[signing]\nstate_dir = \"/var/lib/vault\"\n[verify]\nschedule = \"7 * * * *\"\n{jobs}"
+    ));
+    let p = plan(&s, &text, &options(&claims)).unwrap();
+    assert!(
+        matches!(&cache_dir(&p)[..], [Dir::Scratch { .. }]),
+        "{:?}",
+        cache_dir(&p)
+    );
+    assert!(warned(&p), "{:?}", p.warnings);
+
+    // Its own directory on its own claim: kept between runs, no warning.
+    let (s, text) = settings(&format!(
+        "[signing]\nstate_dir = \"/var/lib/vault\"\n\
+         [verify]\nschedule = \"7 * * * *\"\ncache_dir = \"/var/lib/vault-verify\"\n{jobs}"
+    ));
+    let own = ["--claim", "/var/lib/vault-verify=verify-cache"];
+    let p = plan(&s, &text, &options(&[&claims[..], &own[..]].concat())).unwrap();
+    let verify = p.units.iter().find(|u| u.kind == Kind::Verify).unwrap();
+    assert!(
+        verify.dirs.iter().any(
+            |d| matches!(d, Dir::Claim { claim, read_only: false, .. } if claim == "verify-cache")
+        ),
+        "{:?}",
+        verify.dirs
+    );
+    assert!(
+        !verify
+            .dirs
+            .iter()
+            .any(|d| matches!(d, Dir::Claim { claim, .. } if claim == "vault-state")),
+        "the writer's claim stays out of the verifier's pod"
+    );
+    assert!(!warned(&p), "{:?}", p.warnings);
+}

@@ -255,6 +255,14 @@ impl Builder<'_> {
         if let Some(file) = &verify.prometheus {
             self.written_file(&mut unit, file, "[verify] prometheus")?;
         }
+        if !self.cache_dir(&mut unit) {
+            self.warnings.push(format!(
+                "[verify] cache_dir {} is an emptyDir: each verify run reads every manifest \
+                 and lock again (set cache_dir on a claim only the verifier mounts: --claim \
+                 DIR=CLAIM)",
+                verify.cache_dir.display()
+            ));
+        }
         unit.timing = Some(periodic(cron, schedule, self.settings.scheduler.retries));
         unit.resources = Resources {
             memory_request_mib: 64,

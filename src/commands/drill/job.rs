@@ -76,6 +76,7 @@ pub async fn drill(
     let bin_dir = job.drill.bin_dir.clone().or_else(|| d.bin_dir.clone());
     let rto = job.drill.rto.or(d.rto);
     let max_shrink = job.drill.max_shrink.unwrap_or(d.max_shrink);
+    let restore_jobs = d.restore_jobs;
 
     let mut checks = Vec::new();
     for (path, ids) in extra {
@@ -93,7 +94,7 @@ pub async fn drill(
         });
     let cancel = Arc::new(AtomicBool::new(false));
     let inside = match object {
-        Err(e) => Err((String::new(), e)),
+        Err(e) => Err(Failed::before(e)),
         Ok(reader) => {
             let object = Tracked {
                 inner: SyncIoBridge::new(reader),
@@ -107,7 +108,12 @@ pub async fn drill(
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
             let mut task = tokio::task::spawn_blocking(move || {
-                restore_and_check(&j, &m, &scratch, bin_dir, object, &identities, &base)
+                let into = Into {
+                    scratch,
+                    bin_dir,
+                    restore_jobs,
+                };
+                restore_and_check(&j, &m, into, object, &identities, &base)
             });
             tokio::select! {
                 done = &mut task => done?,
@@ -196,16 +202,25 @@ pub async fn drill(
                 code = ExitCode::DrillFailed;
             }
         }
-        Err((shown, e)) => {
+        Err(Failed {
+            shown,
+            error: e,
+            restoring,
+        }) => {
             evidence.scratch = shown;
             code = exit_code_for(&e);
             if code == ExitCode::Interrupted {
                 return Err(e);
             }
-            evidence.outcome = if code == ExitCode::Integrity {
-                Outcome::Integrity
-            } else {
-                Outcome::Error
+            // The data passed its checks, and the restore tool still failed: the
+            // backup does not restore as it is, which is what a drill is for.
+            if restoring && code == ExitCode::Failure {
+                code = ExitCode::DrillFailed;
+            }
+            evidence.outcome = match code {
+                ExitCode::Integrity => Outcome::Integrity,
+                ExitCode::DrillFailed => Outcome::Failed,
+                _ => Outcome::Error,
             };
             checks.push(CheckResult::new(
                 Kind::Restore,
@@ -238,6 +253,24 @@ pub async fn drill(
     })
 }
 
+/// A drill that did not get to its checks: where it was restoring to, why, and
+/// whether the restore itself had begun (else the scratch target could not be made).
+struct Failed {
+    shown: String,
+    error: anyhow::Error,
+    restoring: bool,
+}
+
+impl Failed {
+    fn before(error: anyhow::Error) -> Failed {
+        Failed {
+            shown: String::new(),
+            error,
+            restoring: false,
+        }
+    }
+}
+
 /// What happened inside the scratch target.
 struct Inside {
     shown: String,
@@ -246,15 +279,21 @@ struct Inside {
     results: Vec<CheckResult>,
 }
 
+/// Where a drill restores: the scratch kind, the server binaries, pg_restore's workers.
+struct Into {
+    scratch: crate::config::Scratch,
+    bin_dir: Option<PathBuf>,
+    restore_jobs: u32,
+}
+
 fn restore_and_check(
     job: &Job,
     manifest: &Manifest,
-    scratch: &crate::config::Scratch,
-    bin_dir: Option<PathBuf>,
+    into: Into,
     object: impl std::io::Read + Send + 'static,
     identities: &Identities,
     base: &Path,
-) -> Result<Inside, (String, anyhow::Error)> {
+) -> Result<Inside, Failed> {
     let restore_command = match &job.source {
         Spec::Command {
             restore_command: Some(argv),
@@ -265,15 +304,20 @@ fn restore_and_check(
     };
     let mut prepared = Prepared::new(
         manifest,
-        scratch,
-        bin_dir,
+        &into.scratch,
+        into.bin_dir,
+        into.restore_jobs,
         job.drill.command.as_deref(),
         restore_command,
     )
-    .map_err(|e| (String::new(), e))?;
+    .map_err(Failed::before)?;
     let clock = Instant::now();
     if let Err(e) = prepared.restore(object, identities, manifest) {
-        return Err((prepared.shown.clone(), e));
+        return Err(Failed {
+            shown: prepared.shown.clone(),
+            error: e,
+            restoring: true,
+        });
     }
     let restore_seconds = clock.elapsed().as_secs_f64();
     let mut results = std::mem::take(&mut prepared.notes);
@@ -289,10 +333,11 @@ fn restore_and_check(
         ),
     ));
     let Some(endpoint) = prepared.endpoint() else {
-        return Err((
-            prepared.shown.clone(),
-            anyhow::anyhow!("the restored copy cannot be reached"),
-        ));
+        return Err(Failed {
+            shown: prepared.shown.clone(),
+            error: anyhow::anyhow!("the restored copy cannot be reached"),
+            restoring: true,
+        });
     };
     let facts = match gather(endpoint) {
         Ok(facts) => {

@@ -88,6 +88,7 @@ impl Prepared {
         manifest: &Manifest,
         scratch: &Scratch,
         bin_dir: Option<PathBuf>,
+        restore_jobs: u32,
         drill_command: Option<&[String]>,
         restore_command: Option<(&[String], &std::collections::BTreeMap<String, String>)>,
     ) -> anyhow::Result<Prepared> {
@@ -115,7 +116,7 @@ impl Prepared {
             Scratch::Url(url) => Some(url.as_str()),
         };
         match kind {
-            "postgres" => p.postgres(manifest, url)?,
+            "postgres" => p.postgres(manifest, url, restore_jobs)?,
             "mysql" => p.mysql(manifest, url)?,
             "redis" if url.is_none() => {
                 let file = p.dir.path().join("dump.rdb");
@@ -169,7 +170,12 @@ impl Prepared {
         Ok(p)
     }
 
-    fn postgres(&mut self, manifest: &Manifest, url: Option<&str>) -> anyhow::Result<()> {
+    fn postgres(
+        &mut self,
+        manifest: &Manifest,
+        url: Option<&str>,
+        restore_jobs: u32,
+    ) -> anyhow::Result<()> {
         let properties = match &manifest.source.database_properties {
             Some(DatabaseProperties::Postgres(p)) => Some(p.clone()),
             _ => None,
@@ -211,7 +217,7 @@ impl Prepared {
         self.how = How::Plan(Box::new(Plan::Postgres {
             target: Box::new(target),
             clean: false,
-            jobs: None,
+            jobs: (restore_jobs > 1).then_some(restore_jobs),
             extra: PG_DRILL_ARGS.iter().map(|a| a.to_string()).collect(),
             force: true,
             create: false,

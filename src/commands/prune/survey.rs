@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::plan::Backup;
-use crate::catalog::{self, Entry};
+use crate::catalog::{self, Cache, Entry};
 use crate::error::Error;
 use crate::manifest::{Layout, Manifest};
 use crate::retention::Tier;
@@ -43,8 +43,10 @@ pub async fn survey(
         .filter(|v| v.key.starts_with(&manifests_prefix))
         .cloned()
         .collect();
-    let entries =
-        catalog::read_entries(store, layout, job, store::originals(&manifest_versions)).await;
+    // Read afresh, never from the verifier's cache: the pruner decides on what the
+    // store says now.
+    let originals = store::originals(&manifest_versions);
+    let entries = catalog::read_entries(store, layout, job, originals, &Cache::none()).await;
     Ok(stream::iter(entries)
         .map(|entry| observe(store, signing, &listing, entry))
         .buffered(HEADS_AT_ONCE)

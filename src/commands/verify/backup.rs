@@ -1,7 +1,8 @@
 //! One backup as `verify` checks it, carried from the catalog to its row in the
 //! report: the checks made for every backup without a download (its versions, both
 //! objects' locks, the manifest's signature), the download that hashes (or decrypts)
-//! the chosen ones, and the verdict on it.
+//! the chosen ones, and the verdict on it. A lock the cache remembers (COMPLIANCE, and
+//! it kept the promise) is not asked again.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use tokio_util::io::SyncIoBridge;
 
 use super::judge::Finding;
-use crate::catalog::Entry;
+use crate::catalog::{Cache, Entry};
 use crate::crypto::Identities;
 use crate::error::Error;
 use crate::manifest::Manifest;
@@ -21,7 +22,7 @@ use crate::pipeline;
 use crate::progress::Tracked;
 use crate::retention::{Lock, LockSource};
 use crate::signing::Signing;
-use crate::store::{Store, VersionInfo};
+use crate::store::{ObjectMeta, Store, VersionInfo};
 
 /// Every version and delete marker under a job, by key.
 pub type Versions<'l> = BTreeMap<&'l str, Vec<&'l VersionInfo>>;
@@ -110,10 +111,12 @@ impl BackupCheck {
             && !self.findings.iter().any(Finding::spoils)
     }
 
-    /// The checks made for every backup, without downloading it.
+    /// The checks made for every backup, without downloading it; the locks as
+    /// `cache` remembers them where it can.
     pub async fn observe(
         entry: Entry,
         store: &dyn Store,
+        cache: &Cache,
         versions: &Versions<'_>,
         signing: &Signing,
         now: DateTime<Utc>,
@@ -133,12 +136,20 @@ impl BackupCheck {
         check.data_gone = seen.data_gone;
         check.pruned = seen.pruned;
         let data_gone = seen.data_gone;
+        let read = |what, key, version| ReadLock {
+            store,
+            cache,
+            what,
+            key,
+            version,
+            manifest: m,
+        };
         if !data_gone {
             let version = m.data.version_id.as_deref();
-            check.lock = read_lock(store, Object::Data, &m.data.key, version, m, out).await;
+            check.lock = read(Object::Data, &m.data.key, version).run(out).await;
         }
         let version = entry.version_id.as_deref();
-        let manifest_lock = read_lock(store, Object::Manifest, &entry.key, version, m, out).await;
+        let manifest_lock = read(Object::Manifest, &entry.key, version).run(out).await;
         // Pruned by the manifest's promise, but the store still holds a lock: hidden
         // early, whoever did it.
         if check.pruned
@@ -314,31 +325,62 @@ fn other_writes(
     out
 }
 
-/// Reads an object's lock back, compares it with the manifest's promise (and the data
-/// object's size with the manifest's) and adds what is wrong to `out`. Returns the
-/// lock the store reports.
-async fn read_lock(
-    store: &dyn Store,
+/// One object's lock to read back and compare with its manifest's promise.
+struct ReadLock<'a> {
+    store: &'a dyn Store,
+    cache: &'a Cache,
     what: Object,
-    key: &str,
-    version: Option<&str>,
-    m: &Manifest,
-    out: &mut Vec<Finding>,
-) -> Option<Lock> {
-    let meta = match store.head(key, version).await {
-        Ok(meta) => meta,
-        Err(Error::NotFound(msg)) => {
-            out.push(Finding::integrity(format!(
-                "the {what} object {key} of backup {} is missing: {msg}",
-                m.backup_id
-            )));
-            return None;
+    key: &'a str,
+    version: Option<&'a str>,
+    manifest: &'a Manifest,
+}
+
+impl ReadLock<'_> {
+    /// Reads the lock (and the data object's size) back, from the cache when it holds
+    /// an answer that keeps the manifest's promise (a COMPLIANCE lock only grows, so it
+    /// still does), else with a HEAD, whose answer is kept when it is COMPLIANCE and
+    /// nothing is wrong with it. Adds what is wrong to `out`; returns the lock.
+    async fn run(self, out: &mut Vec<Finding>) -> Option<Lock> {
+        let ReadLock {
+            store,
+            cache,
+            what,
+            key,
+            version,
+            manifest: m,
+        } = self;
+        if let Some(meta) = cache.head(key, version)
+            && judge_lock(what, key, &meta, m).is_empty()
+        {
+            return meta.lock;
         }
-        Err(e) => {
-            out.push(Finding::from_store_error(e));
-            return None;
+        let meta = match store.head(key, version).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound(msg)) => {
+                out.push(Finding::integrity(format!(
+                    "the {what} object {key} of backup {} is missing: {msg}",
+                    m.backup_id
+                )));
+                return None;
+            }
+            Err(e) => {
+                out.push(Finding::from_store_error(e));
+                return None;
+            }
+        };
+        let found = judge_lock(what, key, &meta, m);
+        if found.is_empty() {
+            cache.remember_head(key, version, &meta);
         }
-    };
+        out.extend(found);
+        meta.lock
+    }
+}
+
+/// What is wrong with an object's lock (and the data object's size) as the store
+/// reports it, against its manifest's promise.
+fn judge_lock(what: Object, key: &str, meta: &ObjectMeta, m: &Manifest) -> Vec<Finding> {
+    let mut out = Vec::new();
     if what == Object::Data && meta.size != m.data.size {
         out.push(Finding::integrity(format!(
             "{key}: the stored object is {} bytes, the manifest says {}",
@@ -376,7 +418,7 @@ async fn read_lock(
             }
         }
     }
-    meta.lock
+    out
 }
 
 /// Streams the data object through the ciphertext check (or, with identities, the

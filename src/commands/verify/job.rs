@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::backup::{BackupCheck, Checked, Versions};
 use super::judge::{self, Expect, Finding, Linked, Status};
-use crate::catalog;
+use crate::catalog::{self, Cache, Listing};
 use crate::commands::prune::plan;
 use crate::config::Settings;
 use crate::crypto::Identities;
@@ -135,16 +135,35 @@ impl Scope {
     }
 }
 
+/// What the checks of every job in one run share.
+pub struct Run<'r> {
+    pub store: &'r dyn Store,
+    pub settings: &'r Settings,
+    /// The versions under each job (one listing of the whole vault for several jobs).
+    pub listing: &'r Listing<'r>,
+    /// What earlier runs read that cannot have changed.
+    pub cache: &'r Cache,
+    pub scope: Scope,
+    /// The restorer's key, with `--deep`.
+    pub identities: Option<Arc<Identities>>,
+}
+
 /// Checks one job and every backup under it; the verdict on the job and a row per
 /// backup (oldest first).
 pub async fn verify_job(
-    store: &dyn Store,
-    settings: &Settings,
+    run: &Run<'_>,
     job: &str,
-    scope: &Scope,
-    identities: Option<Arc<Identities>>,
     counter: Arc<AtomicU64>,
 ) -> (JobReport, Vec<Checked>) {
+    let Run {
+        store,
+        settings,
+        listing,
+        cache,
+        scope,
+        identities,
+    } = run;
+    let store = *store;
     let now = Utc::now();
     let configured = settings.job(job).ok();
     let expect = Expect {
@@ -155,8 +174,9 @@ pub async fn verify_job(
     };
     let mut report = JobReport::new(job, &expect);
 
-    // One listing of every version under the job: data and manifests.
-    let listing = match store.all_versions(&settings.layout.job_root(job)).await {
+    // Every version under the job, data and manifests: its part of the vault's one
+    // listing, or a listing of its own.
+    let listing = match listing.job(job).await {
         Ok(l) => l,
         Err(e) => {
             report.findings.push(Finding::from_store_error(e));
@@ -176,12 +196,12 @@ pub async fn verify_job(
             .cloned()
             .collect::<Vec<_>>(),
     );
-    let entries = catalog::read_entries(store, &settings.layout, job, originals).await;
+    let entries = catalog::read_entries(store, &settings.layout, job, originals, cache).await;
     report.backups = entries.len();
 
     // Per backup, the cheap checks for all: versions, locks, signature.
     let mut backups: Vec<BackupCheck> = stream::iter(entries)
-        .map(|entry| BackupCheck::observe(entry, store, &versions, &settings.signing, now))
+        .map(|entry| BackupCheck::observe(entry, store, cache, &versions, &settings.signing, now))
         .buffered(HEADS_AT_ONCE)
         .collect()
         .await;

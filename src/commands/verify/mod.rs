@@ -10,7 +10,12 @@
 //! checked by a streamed download for the newest backup of each job, or as
 //! `--sample`, `--since` and `--all` say. Per job: freshness, gaps, size anomalies and
 //! the signed chain. With `--deep` the restorer's key decrypts and decompresses the
-//! chosen backups and the plaintext hash is checked too; nothing is written anywhere.
+//! chosen backups and the plaintext hash is checked too; nothing is written to the
+//! vault.
+//!
+//! Several jobs are listed with one listing of the whole vault. What cannot change
+//! (a manifest version, a COMPLIANCE lock that kept its promise) is kept in the
+//! verifier's cache (`catalog::cache`) and not asked again; `--no-cache` asks.
 
 mod backup;
 mod bucket;
@@ -24,6 +29,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::{Context, restorer_identities, warn_about};
+use crate::catalog::{Cover, Listing};
 use crate::cli::VerifyArgs;
 use crate::error::{Error, ExitCode, summary, worst};
 use crate::notify::{self, Event};
@@ -31,7 +37,7 @@ use crate::progress::Progress;
 use crate::store::Role;
 pub use backup::Checked;
 pub use job::JobReport;
-use job::{Scope, verify_job};
+use job::{Run, Scope, verify_job};
 use judge::Finding;
 
 /// How many jobs are listed and checked at once.
@@ -130,30 +136,37 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
     warn_about(store.as_ref());
 
     let bucket = bucket::check(store.as_ref(), settings).await;
+    let cache = super::open_cache(settings, args.no_cache);
+    let listing = Listing::new(
+        store.as_ref(),
+        &settings.layout,
+        &jobs,
+        Cover::Everything,
+        &cache,
+    )
+    .await;
     let progress = Progress::start("verifying".into(), None);
     let mut checked = Vec::new();
     let mut reports = Vec::new();
     let at_once = downloads_at_once();
-    let scope = Scope {
-        all: args.all,
-        since,
-        sample: args.sample.unwrap_or(0),
-        downloads: tokio::sync::Semaphore::new(at_once),
-        at_once,
+    let run = Run {
+        store: store.as_ref(),
+        settings,
+        listing: &listing,
+        cache: &cache,
+        scope: Scope {
+            all: args.all,
+            since,
+            sample: args.sample.unwrap_or(0),
+            downloads: tokio::sync::Semaphore::new(at_once),
+            at_once,
+        },
+        identities,
     };
     // Jobs are checked side by side (in their order in the report); the downloads of
     // all of them share one limit.
     let mut per_job = stream::iter(&jobs)
-        .map(|job| {
-            verify_job(
-                store.as_ref(),
-                settings,
-                job,
-                &scope,
-                identities.clone(),
-                progress.counter(),
-            )
-        })
+        .map(|job| verify_job(&run, job, progress.counter()))
         .buffered(JOBS_AT_ONCE);
     while let Some((report, backups)) = per_job.next().await {
         reports.push(report);
@@ -162,6 +175,7 @@ async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Report> {
     // The stream borrows `progress`, dropped next.
     drop(per_job);
     drop(progress);
+    super::save_cache(&cache);
 
     let report = Report {
         started,

@@ -1,8 +1,18 @@
 //! What a vault holds: the manifests of a job, read back and checked, and the choice
 //! of one backup (`--latest`, `--id`, `--before`).
 //!
-//! Reads through the `Store` trait only; imports `manifest`, `store`, `error`, never
-//! `config` (callers pass the layout and job names).
+//! `list` and `verify` read through a [`Cache`] of what cannot change (manifest
+//! versions, COMPLIANCE locks) and a [`Listing`] that lists the whole vault once for
+//! many jobs; `restore` and `drill` read everything afresh.
+//!
+//! Reads through the `Store` trait only; imports `manifest`, `store`, `retention`,
+//! `error`, never `config` (callers pass the layout, job names and the cache's place).
+
+pub mod cache;
+pub mod listing;
+
+pub use cache::Cache;
+pub use listing::{Cover, Listing};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -39,28 +49,37 @@ const READ_AHEAD: usize = 16;
 /// error entry, not skipped.
 pub async fn entries(store: &dyn Store, layout: &Layout, job: &str) -> Result<Vec<Entry>, Error> {
     let originals = store.list_originals(&layout.manifests_prefix(job)).await?;
-    Ok(read_entries(store, layout, job, originals).await)
+    Ok(read_entries(store, layout, job, originals, &Cache::none()).await)
 }
 
 /// Reads the manifests among `originals` (objects as [`crate::store::originals`]
-/// describes them), in their order.
+/// describes them), in their order: from `cache` when it holds that version, else
+/// from the store (and a manifest that reads and belongs where it lies is kept in
+/// `cache`).
 pub async fn read_entries(
     store: &dyn Store,
     layout: &Layout,
     job: &str,
     originals: Vec<ObjectMeta>,
+    cache: &Cache,
 ) -> Vec<Entry> {
     stream::iter(originals)
         .filter(|object| std::future::ready(layout.backup_id_of(job, &object.key).is_some()))
         .map(|object| async move {
             let id = layout.backup_id_of(job, &object.key).unwrap_or_default();
-            let bytes = read_bytes(store, &object.key, object.version_id.as_deref()).await;
+            let version = object.version_id.as_deref();
+            let (bytes, cached) = match cache.manifest(&object.key, version) {
+                Some(bytes) => (Ok(bytes), true),
+                None => (read_bytes(store, &object.key, version).await, false),
+            };
             let blake3 = bytes
                 .as_ref()
                 .ok()
                 .map(|b| blake3::hash(b).to_hex().to_string());
             let manifest = bytes
-                .and_then(|b| Manifest::from_bytes(&object.key, &b))
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|b| Manifest::from_bytes(&object.key, b))
                 .and_then(|m| {
                     if m.job != job || m.backup_id != id {
                         Err(Error::integrity(format!(
@@ -71,6 +90,9 @@ pub async fn read_entries(
                         Ok(m)
                     }
                 });
+            if let (Ok(bytes), Ok(_), false) = (&bytes, &manifest, cached) {
+                cache.remember_manifest(&object.key, version, bytes);
+            }
             Entry {
                 key: object.key,
                 version_id: object.version_id,
