@@ -349,6 +349,18 @@ fn expired_backups_are_pruned_and_the_newest_and_locked_ones_kept() {
     let (m, d) = v.keys_of("db", &still_locked);
     assert!(!v.hidden().contains(&m) && !v.hidden().contains(&d));
 
+    // Until the lifecycle removes it, a pruned backup still restores by its id.
+    let out = v.w.world.path("pruned.restored");
+    v.ok(&[
+        "restore",
+        "db",
+        "--id",
+        &expired[0],
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "the database\n");
+
     // verify passes; the pruned backups are reported as pruning, not tampering.
     let (code, report) = v.verify(&[]);
     assert_eq!(code, 0, "{report:#}");
