@@ -105,6 +105,41 @@ impl Drills {
         (out, report)
     }
 
+    /// `vault --json drill JOB` passes and leaves nothing behind: its report.
+    fn passes(&self, job: &str) -> Value {
+        let (out, report) = self.drill_json(job, &[]);
+        assert_exit(&out, 0, "drill");
+        self.assert_nothing_left(Some(&report));
+        assert_eq!(report["outcome"], "passed", "{report:#}");
+        report
+    }
+
+    /// As [`Drills::passes`], on a server of `engine` vault started (named with its port).
+    fn passes_on_a_local_server(&self, job: &str, engine: &str) -> Value {
+        let report = self.passes(job);
+        let scratch = report["scratch"].as_str().unwrap();
+        assert!(
+            scratch.starts_with(&format!("local {engine} ")) && scratch_port(&report).is_some(),
+            "{report:#}"
+        );
+        report
+    }
+
+    /// As [`Drills::passes`], restored under vault's TMPDIR (so that "nothing left"
+    /// there means something).
+    fn passes_in_tmp(&self, job: &str) -> Value {
+        let report = self.passes(job);
+        let tmp = self.tmp().canonicalize().unwrap();
+        assert!(
+            report["scratch"]
+                .as_str()
+                .unwrap()
+                .starts_with(tmp.to_str().unwrap()),
+            "{report:#}"
+        );
+        report
+    }
+
     /// `vault drill JOB` (the table for people).
     fn drill_human(&self, job: &str) -> Output {
         self.run(&["drill", job])
@@ -501,15 +536,7 @@ fn postgres_drill_passes_with_the_source_counts_and_leaves_nothing() {
     d.config(&pg_job(&pg, "app", "app", ""));
     d.backup("app");
 
-    let (out, report) = d.drill_json("app", &[]);
-    assert_exit(&out, 0, "drill");
-    d.assert_nothing_left(Some(&report));
-    assert_eq!(report["outcome"], "passed", "{report:#}");
-    let scratch = report["scratch"].as_str().unwrap();
-    assert!(
-        scratch.starts_with("local postgres ") && scratch_port(&report).is_some(),
-        "{report:#}"
-    );
+    let report = d.passes_on_a_local_server("app", "postgres");
     let expected = pg_counts(&pg, "app");
     assert_eq!(expected["public.orders"], 5000);
     assert_eq!(expected["billing.empty"], 0);
@@ -549,18 +576,7 @@ fn mariadb_drill_passes_with_the_source_counts_and_leaves_nothing() {
     ));
     d.backup("shop");
 
-    let (out, report) = d.drill_json("shop", &[]);
-    assert_exit(&out, 0, "drill");
-    d.assert_nothing_left(Some(&report));
-    assert!(
-        report["scratch"]
-            .as_str()
-            .unwrap()
-            .starts_with("local mariadb ")
-            && scratch_port(&report).is_some(),
-        "{report:#}"
-    );
-    assert_eq!(report["outcome"], "passed", "{report:#}");
+    let report = d.passes_on_a_local_server("shop", "mariadb");
     let tables = my.sql(
         None,
         "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables \
@@ -613,18 +629,7 @@ fn redis_drill_passes_with_the_source_key_counts_and_leaves_nothing() {
     ));
     d.backup("cache");
 
-    let (out, report) = d.drill_json("cache", &[]);
-    assert_exit(&out, 0, "drill");
-    d.assert_nothing_left(Some(&report));
-    assert!(
-        report["scratch"]
-            .as_str()
-            .unwrap()
-            .starts_with("local redis ")
-            && scratch_port(&report).is_some(),
-        "{report:#}"
-    );
-    assert_eq!(report["outcome"], "passed", "{report:#}");
+    let report = d.passes_on_a_local_server("cache", "redis");
     let dbsize = |db: &str| -> u64 { r.cli(&["-n", db, "DBSIZE"]).parse().unwrap() };
     let expected = BTreeMap::from([
         ("db0".to_owned(), dbsize("0")),
@@ -648,19 +653,7 @@ fn sqlite_drill_passes_with_the_source_counts_and_leaves_nothing() {
     d.config(SQLITE_JOB);
     d.backup("app");
 
-    let (out, report) = d.drill_json("app", &[]);
-    assert_exit(&out, 0, "drill");
-    d.assert_nothing_left(Some(&report));
-    assert_eq!(report["outcome"], "passed", "{report:#}");
-    // Restored under vault's TMPDIR (so the emptiness above means something).
-    let tmp = d.tmp().canonicalize().unwrap();
-    assert!(
-        report["scratch"]
-            .as_str()
-            .unwrap()
-            .starts_with(tmp.to_str().unwrap()),
-        "{report:#}"
-    );
+    let report = d.passes_in_tmp("app");
     let expected = sqlite_counts(&db);
     assert_eq!(expected["orders"], 4321);
     assert_eq!(counts(&report), expected, "{report:#}");
@@ -686,18 +679,7 @@ fn files_drill_passes_with_the_source_counts_and_leaves_nothing() {
     d.config("[[job]]\nname = \"uploads\"\nsource = { kind = \"files\", path = \"uploads\" }\n");
     d.backup("uploads");
 
-    let (out, report) = d.drill_json("uploads", &[]);
-    assert_exit(&out, 0, "drill");
-    d.assert_nothing_left(Some(&report));
-    assert_eq!(report["outcome"], "passed", "{report:#}");
-    let tmp = d.tmp().canonicalize().unwrap();
-    assert!(
-        report["scratch"]
-            .as_str()
-            .unwrap()
-            .starts_with(tmp.to_str().unwrap()),
-        "{report:#}"
-    );
+    let report = d.passes_in_tmp("uploads");
     // The directories under the root (a, a/b, c): the root itself is not counted.
     let expected = BTreeMap::from(
         [
