@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::procs::{Proc, processes};
 use common::receiver::Receiver;
 use common::{
     EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_USAGE, World, code, file_hash, parse_exposition, stderr,
@@ -263,55 +264,6 @@ fn assert_exit(out: &Output, expected: i32, what: &str) {
 
 // ---------------------------------------------------------------------------------
 // Processes.
-
-#[derive(Debug)]
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    /// argv[0]'s base name.
-    name: String,
-    cmdline: String,
-    cwd: Option<PathBuf>,
-}
-
-fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid …": comm may hold spaces, so split after ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let raw = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let argv0 = raw.split(|b| *b == 0).next().unwrap_or_default();
-        let name = String::from_utf8_lossy(argv0)
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        out.push(Proc {
-            pid,
-            ppid,
-            name,
-            cmdline: String::from_utf8_lossy(&raw).replace('\0', " "),
-            cwd: fs::read_link(e.path().join("cwd")).ok(),
-        });
-    }
-    out
-}
 
 /// Processes whose working directory is under `dir` or whose command line names it.
 fn processes_under(dir: &Path) -> Vec<Proc> {

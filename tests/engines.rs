@@ -11,53 +11,23 @@ use std::fs;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::procs::processes;
 use common::{EXIT_FAILURE, EXIT_INTEGRITY, EXIT_USAGE, World, code, stderr};
 use dbharness::{MARIADB_PASSWORD, Mariadb, PG_PASSWORD, Postgres, REDIS_PASSWORD, Redis};
 
 // ---------------------------------------------------------------------------------
 // Process helpers: children of a vault run, what they wrote, every command line.
 
-/// `(pid, parent pid, argv[0] basename, whole command line)` of every process.
-fn processes() -> Vec<(u32, u32, String, String)> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        let argv0 = String::from_utf8_lossy(argv0)
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        out.push((pid, ppid, argv0, cmdline));
-    }
-    out
-}
-
 /// The pid of the child of `parent` whose program is `name` (not its `--version`
 /// check), once it exists.
 fn wait_for_child(parent: u32, name: &str, vault: &mut Child) -> u32 {
     let started = Instant::now();
     loop {
-        if let Some((pid, ..)) = processes().into_iter().find(|(_, ppid, argv0, cmdline)| {
-            *ppid == parent && argv0 == name && !cmdline.contains("--version")
-        }) {
-            return pid;
+        if let Some(p) = processes()
+            .into_iter()
+            .find(|p| p.ppid == parent && p.name == name && !p.cmdline.contains("--version"))
+        {
+            return p.pid;
         }
         if let Ok(Some(status)) = vault.try_wait() {
             panic!("vault exited ({status}) before `{name}` was seen running");

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod procs;
 pub mod receiver;
 
 use std::fs;
