@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{Proc, processes};
+use common::procs::{Proc, io_count, processes, signal};
 use common::receiver::Receiver;
 use common::{
     EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_USAGE, World, code, file_hash, parse_exposition, stderr,
@@ -289,28 +289,6 @@ fn descends(procs: &[Proc], mut pid: u32, ancestor: u32) -> bool {
         }
     }
     false
-}
-
-/// Bytes `pid` has read so far (/proc/PID/io `rchar`): for pg_restore, how much of
-/// the archive it took from its stdin (what it sends over the socket, `send(2)`, is not
-/// counted in `wchar`).
-fn read_so_far(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("rchar: ").and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Waits for `child` to exit (killing it after [`DEADLINE`]); its output.
@@ -675,13 +653,13 @@ fn sigterm_mid_drill_exits_130_and_leaves_nothing() {
             .find(|p| p.name == "postgres");
         if let Some(pid) = restore {
             seen.0 = Some(pid);
-            seen.2 = seen.2.max(read_so_far(pid));
+            seen.2 = seen.2.max(io_count("rchar", pid));
         }
         if let Some(p) = &server {
             seen.1 = Some(p.cmdline.clone());
         }
         if let (Some(restore), Some(server)) = (restore, server)
-            && read_so_far(restore) > 2 << 20
+            && io_count("rchar", restore) > 2 << 20
         {
             break (restore, server);
         }

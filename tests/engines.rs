@@ -8,10 +8,10 @@ mod dbharness;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::processes;
+use common::procs::{io_count, processes, signal};
 use common::{EXIT_FAILURE, EXIT_INTEGRITY, EXIT_USAGE, World, code, stderr};
 use dbharness::{MARIADB_PASSWORD, Mariadb, PG_PASSWORD, Postgres, REDIS_PASSWORD, Redis};
 
@@ -38,26 +38,6 @@ fn wait_for_child(parent: u32, name: &str, vault: &mut Child) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Bytes `pid` has written so far (/proc/PID/io `wchar`).
-fn written(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("wchar: ").map(|n| n.parse().unwrap()))
-        })
-        .unwrap_or(0)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Every process's command line, with NULs as spaces.
@@ -93,11 +73,11 @@ fn backup_with_server_dying(
     let mut vault = spawn_backup(world, job, env);
     let pid = wait_for_child(vault.id(), tool, &mut vault);
     let started = Instant::now();
-    while written(pid) < bytes {
+    while io_count("wchar", pid) < bytes {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "`{tool}` wrote only {} bytes",
-            written(pid)
+            io_count("wchar", pid)
         );
         assert!(
             vault.try_wait().unwrap().is_none(),

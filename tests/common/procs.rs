@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 
 /// A process, as /proc shows it.
 #[derive(Debug)]
@@ -55,4 +56,28 @@ pub fn processes() -> Vec<Proc> {
         });
     }
     out
+}
+
+/// A counter of /proc/PID/io (`rchar`, `wchar`, …) of `pid`; 0 once it is gone. For
+/// pg_restore, `rchar` is how much of the archive it took from its stdin (what it
+/// sends over the socket, `send(2)`, is not counted in `wchar`).
+pub fn io_count(field: &str, pid: u32) -> u64 {
+    let prefix = format!("{field}: ");
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// `kill -SIG PID`, insisting that it worked.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
