@@ -51,9 +51,14 @@ pub(super) fn start(server: &mut LocalServer, bin_dir: Option<&Path>) -> anyhow:
             .arg(&dir)
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             // The copy is deleted after the drill: durability would only slow the
-            // restore down.
+            // restore down. With wal_level=minimal, the tables pg_restore
+            // --single-transaction creates are loaded without WAL; index builds get
+            // memory, and no checkpoint interrupts the load.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
+            .args(["-c", "wal_level=minimal", "-c", "max_wal_senders=0"])
+            .args(["-c", "maintenance_work_mem=256MB"])
+            .args(["-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h"])
             .args(["-c", "logging_collector=off"]);
         Ok(cmd)
     };
