@@ -141,6 +141,18 @@ impl Drills {
         report
     }
 
+    /// `vault drill JOB` (the table for people) fails a check (exit 6) and leaves
+    /// nothing behind; its output names `needle` (else the test fails saying `what`).
+    /// Returns the drill's evidence.
+    fn fails_naming(&self, job: &str, needle: &str, what: &str) -> Value {
+        let out = self.drill_human(job);
+        assert_exit(&out, EXIT_DRILL, "drill");
+        self.assert_nothing_left(None);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(text.contains(needle), "{what}:\n{text}");
+        self.latest_evidence(job)
+    }
+
     /// `vault drill JOB` (the table for people).
     fn drill_human(&self, job: &str) -> Output {
         self.run(&["drill", job])
@@ -756,16 +768,7 @@ fn a_failing_user_check_fails_the_drill_naming_it() {
     d.config(&pg_job(&pg, "app", "app", &checks));
     d.backup("app");
 
-    let out = d.drill_human("app");
-    assert_exit(&out, EXIT_DRILL, "drill");
-    d.assert_nothing_left(None);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    assert!(
-        text.contains("huge orders"),
-        "the check is not named:\n{text}"
-    );
-
-    let report = d.latest_evidence("app");
+    let report = d.fails_naming("app", "huge orders", "the check is not named");
     assert_eq!(report["outcome"], "failed", "{report:#}");
     let failed = failures(&report, "check");
     assert_eq!(failed.len(), 1, "{report:#}");
@@ -833,16 +836,7 @@ fn a_break_glass_identity_that_is_not_a_recipient_is_a_finding() {
     ));
     d.backup("app");
 
-    let out = d.drill_human("app");
-    assert_exit(&out, EXIT_DRILL, "drill");
-    d.assert_nothing_left(None);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    assert!(
-        text.contains("break-glass.txt"),
-        "the file is not named:\n{text}"
-    );
-
-    let report = d.latest_evidence("app");
+    let report = d.fails_naming("app", "break-glass.txt", "the file is not named");
     let failed = failures(&report, "identity");
     assert_eq!(failed.len(), 1, "{report:#}");
     // The restore and its checks passed: only the key is wrong.
