@@ -198,6 +198,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The input each zstd worker takes at a time. zstd's default at levels 1–5 is four
+/// windows (8 MiB at level 3), and it keeps several jobs' input and output in flight:
+/// most of a backup's memory. Measured (release, 2 CPUs, 1 GiB incompressible from the
+/// page cache to a local vault): peak RSS 138 MiB with the default, 84 MiB with 4 MiB
+/// jobs, in the same time; on 512 MiB of text-like rows the stored size grew by 0.17%
+/// (176.6 → 176.9 MiB), the time the same.
+const ZSTD_JOB_SIZE: u32 = 4 << 20;
+/// Up to this level the window is at most 2 MiB, so 4 MiB jobs still overlap a full
+/// window; above it zstd's own job size stays.
+const SMALL_JOBS_UP_TO_LEVEL: i32 = 5;
+
 fn compress_stage(
     source: &Spec,
     out: PipeWriter,
@@ -224,6 +235,9 @@ fn compress_stage(
         n => n,
     };
     encoder.multithread(threads)?;
+    if threads > 1 && compression.level <= SMALL_JOBS_UP_TO_LEVEL {
+        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    }
     encoder.include_checksum(true)?;
 
     copy_large(&mut input, &mut encoder).map_err(|e| match e {
