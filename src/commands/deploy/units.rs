@@ -360,16 +360,17 @@ fn periodic(cron: CronLine, schedule: &crate::config::Schedule, backoff_limit: u
     }
 }
 
-/// A backup's memory, from docs/design.md §7 (measured peak resident memory at zstd
-/// level 3 on two CPUs: 75 MiB reading a slow source, 133 MiB when zstd is the
-/// bottleneck; 155 MiB at level 19, 800 MiB at 22), plus the S3 parts in flight
+/// A backup's memory, from docs/design.md §7 (measured peak resident memory on two
+/// CPUs when zstd is the bottleneck: 85 MiB up to level 5, where vault sets 4 MiB
+/// jobs; 133 MiB at levels 6–9 with zstd's own; 155 MiB at level 19, 800 MiB at 22), plus the S3 parts in flight
 /// (`part_size × (upload_concurrency + 1)`, 80 MiB with the defaults, measured as 77 MiB)
 /// and 16 MiB for the dump tool. The request is that estimate; the limit adds the parts
 /// once more, as their size doubles after 1,000 parts (15.6 GiB with the defaults).
 /// `concurrent` backups share the pod under `vault run`, which itself takes 12 MiB.
 fn backup_resources(settings: &Settings, concurrent: u64, scheduler: bool) -> Resources {
     let zstd = match settings.compression.level {
-        ..=9 => 133,
+        ..=5 => 85,
+        6..=9 => 133,
         10..=19 => 160,
         _ => 800,
     };
