@@ -13,7 +13,6 @@ use std::fs;
 use std::process::Stdio;
 use std::time::Instant;
 
-use aws_sdk_s3::primitives::ByteStream;
 use common::{EXIT_INTEGRITY, code, stderr};
 use s3harness::{LockSetup, S3World};
 use serde_json::Value;
@@ -322,35 +321,12 @@ const TAMPERED: [(usize, &str); 4] = [
 /// deleted once its lock was made to run out, and a new manifest that claims another
 /// size for an existing data object.
 fn tamper(w: &S3World) {
-    let admin = w.moto.admin_client();
     let manifest = |i: usize, n: usize| w.manifests(&job_name(i)).remove(n);
     let data_key = |m: &Value| w.full_key(m["data"]["key"].as_str().unwrap());
     let manifest_key =
         |i: usize, id: &str| w.full_key(&format!("{}/manifests/{id}.json", job_name(i)));
-    let put = |key: String, body: Vec<u8>| {
-        w.moto.block_on(async {
-            admin
-                .put_object()
-                .bucket(&w.bucket)
-                .key(&key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .unwrap();
-        })
-    };
-    let delete = |key: String, version: Option<String>| {
-        w.moto.block_on(async {
-            admin
-                .delete_object()
-                .bucket(&w.bucket)
-                .key(&key)
-                .set_version_id(version)
-                .send()
-                .await
-                .unwrap();
-        })
-    };
+    let put = |key: String, body: Vec<u8>| w.admin_put(&key, body);
+    let delete = |key: String, version: Option<String>| w.admin_delete(&key, version.as_deref());
 
     let mut m = manifest(1, 3);
     let key = manifest_key(1, m["backup_id"].as_str().unwrap());

@@ -9,7 +9,6 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use common::receiver::Receiver;
 use common::{EXIT_INTEGRITY, EXIT_MISSING, code, parse_exposition, stderr, vault_bin};
 use s3harness::{LockSetup, PREFIX, S3World};
@@ -222,7 +221,6 @@ fn each_tampering_is_an_integrity_failure_naming_the_object() {
         );
     }
 
-    let admin = w.moto.admin_client();
     let manifest = |job: &str| w.manifests(job).remove(0);
     let data_key = |m: &Value| w.full_key(m["data"]["key"].as_str().unwrap());
     let manifest_key = |job: &str, m: &Value| {
@@ -231,18 +229,7 @@ fn each_tampering_is_an_integrity_failure_naming_the_object() {
             m["backup_id"].as_str().unwrap()
         ))
     };
-    let put = |key: String, body: Vec<u8>| {
-        w.moto.block_on(async {
-            admin
-                .put_object()
-                .bucket(&w.bucket)
-                .key(&key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .unwrap();
-        })
-    };
+    let put = |key: String, body: Vec<u8>| w.admin_put(&key, body);
 
     // Data bytes replaced: a new version on the data key.
     let m = manifest("replaced");
@@ -267,28 +254,11 @@ fn each_tampering_is_an_integrity_failure_naming_the_object() {
     let deleted_key = data_key(&m);
     let version = m["data"]["version_id"].as_str().unwrap().to_string();
     w.moto.expire_lock(&w.bucket, &deleted_key, &version);
-    w.moto.block_on(async {
-        admin
-            .delete_object()
-            .bucket(&w.bucket)
-            .key(&deleted_key)
-            .version_id(&version)
-            .send()
-            .await
-            .unwrap();
-    });
+    w.admin_delete(&deleted_key, Some(&version));
     // A delete marker on the data key.
     let m = manifest("marked");
     let marked_key = data_key(&m);
-    w.moto.block_on(async {
-        admin
-            .delete_object()
-            .bucket(&w.bucket)
-            .key(&marked_key)
-            .send()
-            .await
-            .unwrap();
-    });
+    w.admin_delete(&marked_key, None);
     let unlocked_key = data_key(&manifest("unlocked"));
 
     let expect = [

@@ -503,6 +503,36 @@ impl S3World {
         })
     }
 
+    /// Writes `body` at `key` as the admin (a new version on an existing key).
+    pub fn admin_put(&self, key: &str, body: Vec<u8>) {
+        let client = self.moto.admin_client();
+        self.moto.block_on(async {
+            client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Deletes `key` as the admin: that version, or without one a delete marker.
+    pub fn admin_delete(&self, key: &str, version: Option<&str>) {
+        let client = self.moto.admin_client();
+        self.moto.block_on(async {
+            client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
     /// Every key in the bucket (admin view), sorted.
     pub fn keys(&self) -> Vec<String> {
         let client = self.moto.admin_client();
