@@ -29,7 +29,8 @@
 //! - Leaves: [`manifest`] (manifest, backup ids, key scheme), [`signing`] (signatures,
 //!   chain, trust rule), [`crypto`] (age keys), [`retention`] (tiers, lock dates),
 //!   [`retry`] (the one backoff), [`https`] (the one TLS set-up), [`units`] (times,
-//!   durations, sizes), [`names`] (job names, prefixes), [`error`] (kinds and exit
+//!   durations, sizes), [`names`] (job names, prefixes), [`private_file`] (state files
+//!   written atomically, 0600), [`error`] (kinds and exit
 //!   codes), [`report`] and [`progress`] (output), [`signal`] (SIGINT/SIGTERM).
 
 #![forbid(unsafe_code)]
@@ -49,6 +50,7 @@ pub mod names;
 pub mod notify;
 pub mod pipe;
 pub mod pipeline;
+pub mod private_file;
 pub mod progress;
 pub mod report;
 pub mod retention;

@@ -18,7 +18,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{EXIT_INTEGRITY, code, stderr};
-use s3harness::{Keys, LockSetup, S3World};
+use s3harness::{Keys, LockSetup, S3World, job_report};
 use serde_json::Value;
 
 /// The expire-lock hook ends a lock one second ago: a grace of one second has passed
@@ -42,20 +42,7 @@ impl Vault {
     fn new(retention: String, jobs: &str) -> Vault {
         let w = S3World::new(LockSetup::PerObject);
         let pruner = w.moto.create_user("vault-pruner", &["pruner"], &w.bucket);
-        let identity = |role: &str| {
-            let upper = role.to_uppercase();
-            format!(
-                "[identities.{role}]\naccess_key_id_env = \"VAULT_TEST_{upper}_KEY\"\n\
-                 secret_access_key_env = \"VAULT_TEST_{upper}_SECRET\"\n"
-            )
-        };
-        let identities = format!(
-            "{}{}{}{}age_identity_file = \"key.txt\"\n",
-            identity("writer"),
-            identity("verifier"),
-            identity("pruner"),
-            identity("restorer"),
-        );
+        let identities = s3harness::identities_toml(&["writer", "verifier", "pruner", "restorer"]);
         w.config_with(&retention, &identities, jobs);
         std::fs::write(w.world.path("input.txt"), "the database\n").unwrap();
         Vault { w, pruner }
@@ -271,15 +258,6 @@ fn rand_suffix(job: &str, days: i64) -> u32 {
         .fold((days as u32).wrapping_mul(2_654_435_761), |h, b| {
             h.rotate_left(5) ^ b as u32
         })
-}
-
-fn job_report<'r>(report: &'r Value, job: &str) -> &'r Value {
-    report["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == job)
-        .unwrap_or_else(|| panic!("no job {job} in {report:#}"))
 }
 
 /// Acceptance 1 and 5: expired backups are pruned, data and manifest; the newest

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::receiver::Receiver;
 use common::{EXIT_INTEGRITY, EXIT_MISSING, code, parse_exposition, stderr, vault_bin};
-use s3harness::{LockSetup, PREFIX, S3World};
+use s3harness::{LockSetup, PREFIX, S3World, job_report};
 use serde_json::Value;
 
 /// A command job that dumps `file`.
@@ -66,15 +66,6 @@ fn checked<'r>(report: &'r Value, job: &str) -> Vec<&'r Value> {
         .iter()
         .filter(|c| c["job"] == job)
         .collect()
-}
-
-fn job_report<'r>(report: &'r Value, job: &str) -> &'r Value {
-    report["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == job)
-        .unwrap_or_else(|| panic!("no job {job} in {report}"))
 }
 
 /// Acceptance 1: a healthy vault verifies with exit 0 and a JSON report listing every

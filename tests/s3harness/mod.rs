@@ -401,19 +401,7 @@ impl S3World {
     /// bucket-default mode the lock lines are added here); each identity's keys come
     /// from `VAULT_TEST_<ROLE>_KEY`/`_SECRET`.
     pub fn config(&self, retention: &str, jobs: &str) {
-        let identity = |role: &str| {
-            let upper = role.to_uppercase();
-            format!(
-                "[identities.{role}]\naccess_key_id_env = \"VAULT_TEST_{upper}_KEY\"\n\
-                 secret_access_key_env = \"VAULT_TEST_{upper}_SECRET\"\n"
-            )
-        };
-        let identities = format!(
-            "{}{}{}age_identity_file = \"key.txt\"\n",
-            identity("writer"),
-            identity("verifier"),
-            identity("restorer")
-        );
+        let identities = identities_toml(&["writer", "verifier", "restorer"]);
         self.config_with(retention, &identities, jobs);
     }
 
@@ -586,4 +574,28 @@ pub fn deploy_policy(name: &str) -> PathBuf {
     let file = crate_root().join("deploy/iam").join(format!("{name}.json"));
     assert!(file.exists(), "{} is missing", file.display());
     file
+}
+
+/// `[identities.<role>]` for each of `roles`, keys from `VAULT_TEST_<ROLE>_KEY` and
+/// `_SECRET`; the last section (the restorer's, by convention) gets the age key.
+pub fn identities_toml(roles: &[&str]) -> String {
+    let mut out = String::new();
+    for role in roles {
+        let upper = role.to_uppercase();
+        out += &format!(
+            "[identities.{role}]\naccess_key_id_env = \"VAULT_TEST_{upper}_KEY\"\n\
+             secret_access_key_env = \"VAULT_TEST_{upper}_SECRET\"\n"
+        );
+    }
+    out + "age_identity_file = \"key.txt\"\n"
+}
+
+/// The entry of `job` in a `vault --json verify` report.
+pub fn job_report<'r>(report: &'r serde_json::Value, job: &str) -> &'r serde_json::Value {
+    report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == job)
+        .unwrap_or_else(|| panic!("no job {job} in {report:#}"))
 }

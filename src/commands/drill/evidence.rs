@@ -8,8 +8,6 @@
 //! are kept.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -134,35 +132,16 @@ pub fn dir(state_dir: &Path, job: &str) -> PathBuf {
 /// Writes `evidence` and keeps the newest `keep` of the job; returns its path.
 pub fn write(state_dir: &Path, evidence: &Evidence, keep: usize) -> anyhow::Result<PathBuf> {
     let dir = dir(state_dir, &evidence.job);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| {
-            format!(
-                "cannot create the drill evidence directory {}",
-                dir.display()
-            )
-        })?;
     let name = format!(
         "{}-{}.json",
         evidence.finished.format("%Y%m%dT%H%M%SZ"),
         evidence.backup_id
     );
     let path = dir.join(&name);
-    let partial = dir.join(format!(".{name}.partial"));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
     let mut text = serde_json::to_vec_pretty(evidence)?;
     text.push(b'\n');
-    file.write_all(&text)?;
-    file.sync_all()?;
-    fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::private_file::write(&path, &text)
+        .with_context(|| format!("cannot write the drill evidence {}", path.display()))?;
     let files = files(&dir)?;
     for old in files.iter().skip(keep) {
         let _ = fs::remove_file(old);

@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -69,24 +67,8 @@ impl State {
     }
 
     fn save(&self) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&self.file).expect("state serialises"))?;
-        f.sync_all()?;
-        fs::rename(&tmp, &self.path)
+        let bytes = serde_json::to_vec_pretty(&self.file).expect("state serialises");
+        crate::private_file::write(&self.path, &bytes)
     }
 }
 
