@@ -11,6 +11,7 @@
 pub mod child;
 pub mod command;
 mod engines;
+mod file;
 mod files;
 pub mod mysql;
 pub mod postgres;
@@ -76,6 +77,7 @@ pub fn open(config: &Spec) -> anyhow::Result<Box<dyn DumpStream>> {
     match config {
         Spec::Sqlite { path } => sqlite::open(path),
         Spec::Files { path } => files::open(path),
+        Spec::File { path, .. } => file::open(path),
         Spec::Command {
             command,
             env,

@@ -17,6 +17,12 @@ pub enum Spec {
     Sqlite { path: PathBuf },
     /// A directory tree as a tar stream.
     Files { path: PathBuf },
+    /// One regular file, read as it is (a dump another tool wrote).
+    File {
+        path: PathBuf,
+        #[serde(default)]
+        extension: Option<String>,
+    },
     /// Any program's standard output.
     Command {
         command: Vec<String>,
@@ -45,6 +51,7 @@ impl Spec {
         match self {
             Spec::Sqlite { .. } => "sqlite",
             Spec::Files { .. } => "files",
+            Spec::File { .. } => "file",
             Spec::Command { .. } => "command",
             Spec::Postgres(_) => "postgres",
             Spec::Mysql(_) => "mysql",
@@ -57,6 +64,7 @@ impl Spec {
         match self {
             Spec::Sqlite { .. } => "sqlite".into(),
             Spec::Files { .. } => "tar".into(),
+            Spec::File { extension, .. } => extension.clone().unwrap_or_else(|| "bin".into()),
             Spec::Command { extension, .. } => extension.clone().unwrap_or_else(|| "bin".into()),
             Spec::Postgres(pg) if pg.part == PgPart::Globals => "sql".into(),
             Spec::Postgres(_) => "pgdump".into(),
@@ -87,6 +95,13 @@ impl Spec {
             Spec::Files { path } => one(Spec::Files {
                 path: base.join(path),
             }),
+            Spec::File { path, extension } => {
+                check_extension(extension.as_deref())?;
+                one(Spec::File {
+                    path: base.join(path),
+                    extension,
+                })
+            }
             Spec::Command {
                 command,
                 extension,
@@ -107,14 +122,7 @@ impl Spec {
                                 and its arguments as a list, or leave it out"
                         .into());
                 }
-                if let Some(ext) = &extension
-                    && (ext.is_empty()
-                        || !ext.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
-                {
-                    return Err(format!(
-                        "source.extension `{ext}` may hold only letters, digits and dots"
-                    ));
-                }
+                check_extension(extension.as_deref())?;
                 one(Spec::Command {
                     command,
                     extension,
@@ -136,5 +144,19 @@ impl Spec {
                 r.validate(base).map_err(|e| format!("source: {e}"))?,
             )),
         }
+    }
+}
+
+/// `source.extension` becomes part of the data key.
+fn check_extension(extension: Option<&str>) -> Result<(), String> {
+    match extension {
+        Some(ext)
+            if ext.is_empty() || !ext.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') =>
+        {
+            Err(format!(
+                "source.extension `{ext}` may hold only letters, digits and dots"
+            ))
+        }
+        _ => Ok(()),
     }
 }

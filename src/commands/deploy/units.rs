@@ -172,7 +172,7 @@ impl Builder<'_> {
     fn source(&mut self, unit: &mut Unit, job: &Job) -> Result<(), Error> {
         let named = |e: String| Error::config(format!("job `{}`: {e}", job.group));
         match &job.source {
-            Spec::Sqlite { path } | Spec::Files { path } => {
+            Spec::Sqlite { path } | Spec::Files { path } | Spec::File { path, .. } => {
                 let pod = self.paths.map(path);
                 let claim = self.options.claim_for(&pod).ok_or_else(|| {
                     named(format!(

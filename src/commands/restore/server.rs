@@ -97,7 +97,7 @@ pub fn resolve(
     }
     match kind {
         "files" => Ok(Resolved::Dir(PathBuf::from(to))),
-        "sqlite" => Ok(Resolved::File(PathBuf::from(to))),
+        "sqlite" | "file" => Ok(Resolved::File(PathBuf::from(to))),
         "redis" => {
             let path = PathBuf::from(to);
             Ok(Resolved::File(if path.is_dir() {
@@ -307,7 +307,7 @@ impl Plan {
     /// Streams the backup into the tool; returns where it went.
     pub fn restore(
         self,
-        object: impl Read,
+        object: impl Read + Send,
         identities: &Identities,
         manifest: &Manifest,
     ) -> anyhow::Result<String> {
@@ -357,7 +357,7 @@ impl Plan {
 /// Decrypts into `tool`'s stdin, withholding the end until the hashes are checked.
 fn stream_into(
     tool: ChildSink,
-    object: impl Read,
+    object: impl Read + Send,
     identities: &Identities,
     manifest: &Manifest,
 ) -> anyhow::Result<()> {
