@@ -92,6 +92,10 @@ pub struct Compression {
     pub level: i32,
     /// Size of the zstd stream (the age plaintext).
     pub size: u64,
+    /// With adaptive compression: the lowest and highest level its frames were
+    /// compressed at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels_used: Option<[i32; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +174,10 @@ impl Manifest {
                 algorithm: "zstd".into(),
                 level: written.compression().level,
                 size: written.compressed_size(),
+                levels_used: written.compression().adapt.map(|_| {
+                    let (lowest, highest) = written.levels_used();
+                    [lowest, highest]
+                }),
             },
             encryption: Encryption {
                 algorithm: "age-v1-x25519".into(),
@@ -226,6 +234,7 @@ impl Manifest {
                 algorithm: "zstd".into(),
                 level: 3,
                 size,
+                levels_used: None,
             },
             encryption: Encryption {
                 algorithm: "age-v1-x25519".into(),

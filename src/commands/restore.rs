@@ -356,7 +356,7 @@ fn partial_beside(path: &Path) -> anyhow::Result<Partial> {
 }
 
 pub(super) fn to_file(
-    object: impl Read,
+    object: impl Read + Send,
     identities: &Identities,
     manifest: &Manifest,
     target: &FileTarget,
@@ -482,7 +482,7 @@ fn warn_about_unpacked(report: &Unpacked) {
 }
 
 fn to_stdout(
-    object: impl Read,
+    object: impl Read + Send,
     identities: &Identities,
     manifest: &Manifest,
 ) -> anyhow::Result<String> {

@@ -62,6 +62,9 @@ pub(super) struct CompressionSection {
     pub level: i32,
     #[serde(default)]
     pub threads: u32,
+    /// `"MIN..=MAX"`: adaptive compression between these levels.
+    #[serde(default)]
+    pub adapt: Option<String>,
 }
 
 fn default_level() -> i32 {
@@ -73,6 +76,7 @@ impl Default for CompressionSection {
         CompressionSection {
             level: default_level(),
             threads: 0,
+            adapt: None,
         }
     }
 }

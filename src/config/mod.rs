@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto;
 use crate::error::Error;
 use crate::manifest::Layout;
-use crate::pipeline::Compression;
+use crate::pipeline::{Compression, Levels};
 use crate::retention::{Policy, Pruning};
 use crate::signing::Signing;
 use crate::store::Target;
@@ -115,6 +115,12 @@ impl Settings {
                 c.level
             )));
         }
+        let adapt = c
+            .adapt
+            .as_deref()
+            .map(Levels::parse)
+            .transpose()
+            .map_err(|e| bad(format!("[compression] adapt: {e}")))?;
 
         let retention = sections::retention_policy(&file.retention)
             .map_err(|e| bad(format!("[retention] {e}")))?;
@@ -146,6 +152,7 @@ impl Settings {
             compression: Compression {
                 level: c.level,
                 threads: c.threads,
+                adapt,
             },
             retention,
             pruning,

@@ -1,28 +1,36 @@
 //! The one-pass pipelines.
 //!
-//! Backup: `source -> blake3(plaintext) -> zstd (multi-threaded) -> age -> blake3(ciphertext)
-//! -> store.put`, in one pass, with bounded memory:
+//! Backup: `source -> blake3(plaintext) -> zstd frames (N workers) -> age ->
+//! blake3(ciphertext) -> store.put`, in one pass, with bounded memory:
 //!
 //! ```text
-//!  [blocking thread]            [blocking thread]           [async task]
-//!  source.read                  age encrypt                 store.put(key, body)
-//!  hash + count plaintext ──▶   hash + count ciphertext ──▶ (local file / S3 upload)
-//!  zstd workers (N threads)     pipe (DEPTH x CHUNK)
-//!          pipe (DEPTH x CHUNK)
+//!  [blocking thread]        [N worker threads]   [writer thread]          [async task]
+//!  source.read          ──▶ zstd, one frame  ──▶ frames in order,     ──▶ store.put
+//!  hash + count plaintext    each               age encrypt, hash +      (local file /
+//!  cut into 4 MiB frames                        count ciphertext         S3 upload)
+//!         (N + 2 frames in flight)                    pipe (DEPTH x CHUNK)
 //! ```
 //!
-//! Every stage finishes its layer explicitly (an unfinished zstd or age writer
-//! truncates), and the source's `finish` (exit status) is checked *before* the stream
-//! to the store is ended: a failing source cuts the stream short and the store never
-//! completes the object. Only a fully successful pipeline returns [`Written`] (no other
-//! code can make one), and `Manifest::new` takes a `Written`: the type system keeps
-//! the rule that a manifest exists only for a completed data object.
+//! Every stage finishes its layer explicitly (an unfinished age writer truncates),
+//! and the source's `finish` (exit status) is checked *before* the stream to the store
+//! is ended: a failing source cuts the stream short and the store never completes the
+//! object. Only a fully successful pipeline returns [`Written`] (no other code can make
+//! one), and `Manifest::new` takes a `Written`: the type system keeps the rule that a
+//! manifest exists only for a completed data object.
 //!
-//! Restore: `store.get -> blake3(ciphertext) -> age decrypt -> zstd -> blake3(plaintext)
-//! -> sink`, both hashes checked against what the manifest promised ([`Expected`]) at
-//! the end.
+//! Restore: `store.get -> blake3(ciphertext) -> age decrypt -> split into frames ->
+//! zstd (N workers) -> frames in order -> blake3(plaintext) -> sink`, both hashes
+//! checked against what the manifest promised ([`Expected`]) at the end.
 //!
 //! Must not import `config` or `manifest`: it takes what it needs.
+
+mod adapt;
+mod compress;
+mod decompress;
+mod frames;
+
+pub use adapt::Levels;
+pub use frames::FRAME;
 
 use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
@@ -31,9 +39,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, anyhow};
 
 use crate::crypto::{Identities, Recipient};
-use crate::digest::{CopyError, CountingWriter, Digest, HashingReader, HashingWriter, copy_large};
+use crate::digest::{CopyError, Digest, Digester, HashingReader, HashingWriter, copy_large};
 use crate::error::Error;
-use crate::pipe::{self, PipeReader, PipeWriter};
+use crate::pipe::{self, PipeWriter};
 use crate::progress::Tracked;
 use crate::source::{self, DatabaseProperties, Spec};
 use crate::store::{PutOptions, Store};
@@ -44,6 +52,23 @@ pub struct Compression {
     pub level: i32,
     /// Worker threads; 0 means one per core.
     pub threads: u32,
+    /// Adaptive compression: the levels the level may move between.
+    pub adapt: Option<Levels>,
+}
+
+impl Compression {
+    /// The worker threads to use.
+    pub fn workers(&self) -> usize {
+        match self.threads {
+            0 => cores(),
+            n => n as usize,
+        }
+    }
+}
+
+/// The CPUs this process may use (affinity and cgroup quotas count).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What a completed backup stream produced: everything its manifest needs. Its
@@ -54,6 +79,7 @@ pub struct Written {
     plaintext: Digest,
     compression: Compression,
     compressed_size: u64,
+    levels_used: (i32, i32),
     ciphertext: Digest,
     version_id: Option<String>,
     recipients: Vec<String>,
@@ -78,6 +104,12 @@ impl Written {
     /// Size of the zstd stream (the age plaintext).
     pub fn compressed_size(&self) -> u64 {
         self.compressed_size
+    }
+
+    /// The lowest and highest level a frame was compressed at (the configured level
+    /// both, unless compression adapts).
+    pub fn levels_used(&self) -> (i32, i32) {
+        self.levels_used
     }
 
     /// The stored object (the ciphertext).
@@ -127,53 +159,48 @@ pub async fn backup(
         // ever reaches a store.
         return Err(Error::config("no encryption recipients: refusing to write").into());
     }
-    let (compressed_tx, compressed_rx) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
     let (cipher_tx, cipher_rx) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
 
-    // Set when this future is dropped (an interrupted backup) or ends: the compression
-    // stage then fails at its next read of the source (which is then killed), instead
+    // Set when this future is dropped (an interrupted backup) or ends: the reading
+    // thread then fails at its next read of the source (which is then killed), instead
     // of reading on until its next output finds the pipe closed — for a slow or very
     // compressible dump, not before the process's exit stops waiting for it.
     let cancel = CancelOnDrop::default();
     let stop = cancel.0.clone();
-    let compress = tokio::task::spawn_blocking(move || {
-        compress_stage(&source, compressed_tx, compression, progress, stop)
-    });
     let recipient_texts: Vec<String> = recipients.iter().map(|r| r.text.clone()).collect();
-    let encrypt =
-        tokio::task::spawn_blocking(move || encrypt_stage(compressed_rx, cipher_tx, &recipients));
+    let compress = tokio::task::spawn_blocking(move || {
+        compress_stage(&source, cipher_tx, &recipients, compression, progress, stop)
+    });
     let upload = store.put(key, cipher_rx, opts);
 
-    let (compressed, encrypted, uploaded) = tokio::join!(compress, encrypt, upload);
+    let (compressed, uploaded) = tokio::join!(compress, upload);
     let compressed = compressed
         .map_err(|e| anyhow!("the compression stage panicked: {e}"))
         .and_then(|r| r);
-    let encrypted = encrypted
-        .map_err(|e| anyhow!("the encryption stage panicked: {e}"))
-        .and_then(|r| r);
     let uploaded = uploaded.map_err(anyhow::Error::from);
 
-    match (compressed, encrypted, uploaded) {
-        (Ok((plaintext, compressed_size, database_properties)), Ok(ciphertext), Ok(receipt)) => {
-            if receipt.size != ciphertext.size {
+    match (compressed, uploaded) {
+        (Ok(stage), Ok(receipt)) => {
+            if receipt.size != stage.ciphertext.size {
                 return Err(Error::integrity(format!(
                     "{key}: the store took {} bytes of {}",
-                    receipt.size, ciphertext.size
+                    receipt.size, stage.ciphertext.size
                 ))
                 .into());
             }
             Ok(Written {
                 key: key.to_string(),
-                plaintext,
+                plaintext: stage.plaintext,
                 compression,
-                compressed_size,
-                ciphertext,
+                compressed_size: stage.compressed.size,
+                levels_used: stage.compressed.levels,
+                ciphertext: stage.ciphertext,
                 version_id: receipt.version_id,
                 recipients: recipient_texts,
-                database_properties,
+                database_properties: stage.properties,
             })
         }
-        (c, e, u) => Err(root_cause(vec![c.err(), e.err(), u.err()])),
+        (c, u) => Err(root_cause(vec![c.err(), u.err()])),
     }
 }
 
@@ -198,24 +225,22 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The input each zstd worker takes at a time. zstd's default at levels 1–5 is four
-/// windows (8 MiB at level 3), and it keeps several jobs' input and output in flight:
-/// most of a backup's memory. Measured (release, 2 CPUs, 1 GiB incompressible from the
-/// page cache to a local vault): peak RSS 138 MiB with the default, 84 MiB with 4 MiB
-/// jobs, in the same time; on 512 MiB of text-like rows the stored size grew by 0.17%
-/// (176.6 → 176.9 MiB), the time the same.
-const ZSTD_JOB_SIZE: u32 = 4 << 20;
-/// Up to this level the window is at most 2 MiB, so 4 MiB jobs still overlap a full
-/// window; above it zstd's own job size stays.
-const SMALL_JOBS_UP_TO_LEVEL: i32 = 5;
+/// What the stages before the store produced.
+struct Staged {
+    plaintext: Digest,
+    compressed: compress::Compressed,
+    ciphertext: Digest,
+    properties: Option<DatabaseProperties>,
+}
 
 fn compress_stage(
     source: &Spec,
     out: PipeWriter,
+    recipients: &[Recipient],
     compression: Compression,
     progress: Arc<AtomicU64>,
     cancel: Arc<AtomicBool>,
-) -> anyhow::Result<(Digest, u64, Option<DatabaseProperties>)> {
+) -> anyhow::Result<Staged> {
     let dump = source::open(source).context("the source failed to start")?;
     let mut input = HashingReader::new(Tracked {
         inner: dump,
@@ -223,56 +248,48 @@ fn compress_stage(
         cancel,
     });
     let plaintext = input.digest();
-    let mut encoder = zstd::stream::write::Encoder::new(
-        CountingWriter {
-            inner: out,
-            count: 0,
-        },
-        compression.level,
-    )?;
-    let threads = match compression.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        n => n,
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| &r.key as &dyn age::Recipient))
+            .map_err(|e| anyhow!("cannot set up age encryption: {e}"))?;
+    let encrypted = encryptor.wrap_output(HashingWriter::new(out))?;
+    let settings = compress::Settings {
+        level: compression.level,
+        adapt: compression.adapt,
+        threads: compression.workers(),
     };
-    encoder.multithread(threads)?;
-    if threads > 1 && compression.level <= SMALL_JOBS_UP_TO_LEVEL {
-        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-    }
-    encoder.include_checksum(true)?;
-
-    copy_large(&mut input, &mut encoder).map_err(|e| match e {
-        CopyError::Read { error, .. } => {
-            anyhow::Error::new(error).context("the source failed while reading")
-        }
-        CopyError::Write(error) => anyhow::Error::new(error).context("zstd failed"),
-    })?;
+    let (encrypted, compressed) =
+        compress::compress(&mut input, encrypted, settings).map_err(|e| match e {
+            compress::Failure::Read(error) => {
+                anyhow::Error::new(error).context("the source failed while reading")
+            }
+            compress::Failure::Compress(error) => error,
+            compress::Failure::Write(error) => {
+                anyhow::Error::new(error).context("cannot encrypt and store the backup")
+            }
+        })?;
     // End of file is not success: the source must say it completed before the stream
     // to the store may end.
     let dump = input.into_inner().inner;
     let properties = dump.properties();
     dump.finish().context("the source failed")?;
-    let counted = encoder.finish().context("zstd could not finish")?;
-    let compressed = counted.count;
-    counted.inner.finish()?;
-    Ok((plaintext.finish(), compressed, properties))
-}
-
-fn encrypt_stage(
-    mut input: PipeReader,
-    out: PipeWriter,
-    recipients: &[Recipient],
-) -> anyhow::Result<Digest> {
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| &r.key as &dyn age::Recipient))
-            .map_err(|e| anyhow!("cannot set up age encryption: {e}"))?;
-    let mut writer = encryptor.wrap_output(HashingWriter::new(out))?;
-    input.copy_into(&mut writer)?;
-    let (out, ciphertext) = writer
+    let (out, ciphertext) = encrypted
         .finish()
         .context("age could not finish")?
         .into_parts();
     out.finish()?;
-    Ok(ciphertext)
+    tracing::debug!(
+        frames = compressed.frames,
+        levels = ?compressed.levels,
+        "compressed {} bytes into {}",
+        plaintext.finish().size,
+        compressed.size
+    );
+    Ok(Staged {
+        plaintext: plaintext.finish(),
+        compressed,
+        ciphertext,
+        properties,
+    })
 }
 
 /// Decrypts and decompresses a data object into `sink`, checking both hashes against
@@ -280,7 +297,7 @@ fn encrypt_stage(
 /// [`Error::Config`]; failures of `sink` are plain I/O errors. On error, whatever
 /// reached `sink` must be thrown away.
 pub fn restore(
-    object: impl Read,
+    object: impl Read + Send,
     identities: &Identities,
     expected: &Expected,
     sink: &mut dyn Write,
@@ -301,17 +318,17 @@ pub fn restore(
             )),
             other => Error::integrity(format!("cannot decrypt {key}: {other}")),
         })?;
-    let decoder = zstd::stream::read::Decoder::new(plain)
-        .map_err(|e| Error::integrity(format!("cannot decompress {key}: {e}")))?;
-    let mut plaintext = HashingReader::new(decoder);
-    let plain_digest = plaintext.digest();
-
-    copy_large(&mut plaintext, sink).map_err(|e| match e {
-        CopyError::Read { after, error } => Error::integrity(format!(
+    let mut plaintext = Digester::default();
+    decompress::decompress(plain, cores(), |data| {
+        plaintext.update(data);
+        sink.write_all(data)
+    })
+    .map_err(|e| match e {
+        decompress::Failure::Data { after, error } => Error::integrity(format!(
             "{key}: decryption or decompression failed after {after} bytes: {error}"
         ))
         .into(),
-        CopyError::Write(error) => {
+        decompress::Failure::Sink(error) => {
             anyhow::Error::new(error).context("cannot write the restored data")
         }
     })?;
@@ -321,12 +338,7 @@ pub fn restore(
         &ciphertext.finish(),
         &expected.ciphertext,
     )?;
-    check(
-        key,
-        "plaintext",
-        &plain_digest.finish(),
-        &expected.plaintext,
-    )?;
+    check(key, "plaintext", &plaintext.finish(), &expected.plaintext)?;
     Ok(())
 }
 
