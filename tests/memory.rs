@@ -71,40 +71,27 @@ fn a_gib_of_incompressible_input_adds_a_bounded_amount_of_memory_to_backup_and_r
         w.path("small.bin").display(),
         w.path("big.bin").display()
     ));
-    let base = peak_rss_kib(&w, &["backup", "small"]);
-    let big = peak_rss_kib(&w, &["backup", "big"]);
-    let added_mib = big.saturating_sub(base) / 1024;
-    eprintln!(
-        "backup: 1 GiB peaks at {} MiB, 1 MiB at {} MiB",
-        big / 1024,
-        base / 1024
-    );
-    assert!(
-        added_mib <= bound_mib(),
-        "1 GiB of incompressible input added {added_mib} MiB of peak RSS (peak {} MiB, \
-         a 1 MiB backup {} MiB); the bound is {} MiB",
-        big / 1024,
-        base / 1024,
-        bound_mib()
-    );
+    assert_bounded(&w, "backup");
     // The stream really went through: stored about as large as it came.
     let stored = w.manifests("big")[0]["data"]["size"].as_u64().unwrap();
     assert!(stored > 1 << 30, "stored {stored} bytes");
+    assert_bounded(&w, "restore");
+}
 
-    let base = peak_rss_kib(&w, &["restore", "small", "-"]);
-    let big = peak_rss_kib(&w, &["restore", "big", "-"]);
+/// `vault COMMAND big` peaks at most [`bound_mib`] above `vault COMMAND small`.
+fn assert_bounded(w: &World, command: &str) {
+    let args = |job| match command {
+        "restore" => vec![command, job, "-"],
+        _ => vec![command, job],
+    };
+    let base = peak_rss_kib(w, &args("small"));
+    let big = peak_rss_kib(w, &args("big"));
     let added_mib = big.saturating_sub(base) / 1024;
-    eprintln!(
-        "restore: 1 GiB peaks at {} MiB, 1 MiB at {} MiB",
-        big / 1024,
-        base / 1024
-    );
+    let (big, base, bound) = (big / 1024, base / 1024, bound_mib());
+    eprintln!("{command}: 1 GiB peaks at {big} MiB, 1 MiB at {base} MiB");
     assert!(
-        added_mib <= bound_mib(),
-        "restoring 1 GiB of incompressible data added {added_mib} MiB of peak RSS (peak {} \
-         MiB, a 1 MiB restore {} MiB); the bound is {} MiB",
-        big / 1024,
-        base / 1024,
-        bound_mib()
+        added_mib <= bound,
+        "{command} of 1 GiB of incompressible data added {added_mib} MiB of peak RSS \
+         (peak {big} MiB, 1 MiB: {base} MiB); the bound is {bound} MiB"
     );
 }
