@@ -376,3 +376,53 @@ fn check(key: &str, what: &str, got: &Digest, want: &Digest) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto;
+
+    fn digest(data: &[u8]) -> Digest {
+        let mut d = Digester::default();
+        d.update(data);
+        d.finish()
+    }
+
+    #[test]
+    fn a_backup_written_as_one_streamed_frame_restores_and_damage_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.txt");
+        let recipient = crypto::generate_identity_file(&key).unwrap();
+        let identities = crypto::load_identities(&key).unwrap();
+        let data: Vec<u8> = (0..(9 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        // As vault wrote backups before frames: one streamed frame, no content size.
+        let zst = zstd::encode_all(&data[..], 3).unwrap();
+        let r = crypto::parse_recipient(&recipient).unwrap();
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&r.key as &dyn age::Recipient))
+                .unwrap();
+        let mut cipher = Vec::new();
+        let mut writer = encryptor.wrap_output(&mut cipher).unwrap();
+        writer.write_all(&zst).unwrap();
+        writer.finish().unwrap();
+        let expected = Expected {
+            key: "old.bin.zst.age".into(),
+            ciphertext: digest(&cipher),
+            plaintext: digest(&data),
+            recipients: vec![recipient],
+        };
+        let mut out = Vec::new();
+        restore(&cipher[..], &identities, &expected, &mut out).unwrap();
+        assert_eq!(out, data);
+
+        let mut bad = cipher.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 1;
+        let err = restore(&bad[..], &identities, &expected, &mut io::sink()).unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<Error>(), Some(Error::Integrity(_))),
+            "{err:#}"
+        );
+        assert!(format!("{err:#}").contains("old.bin.zst.age"), "{err:#}");
+    }
+}
