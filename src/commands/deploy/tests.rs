@@ -58,9 +58,10 @@ fn a_backup_is_sized_from_the_measured_memory_and_timed_from_its_interval() {
             group: "app".into()
         }
     );
-    // 85 MiB (zstd, level 3) + 16 MiB x 5 (S3 parts) + 16 MiB, in steps of 32 MiB.
-    assert_eq!(unit.resources.memory_request_mib, 192);
-    assert_eq!(unit.resources.memory_limit_mib, 288);
+    // 64 MiB (frames and zstd, level 3) + 16 MiB x 5 (S3 parts) + 16 MiB, in steps of
+    // 32 MiB.
+    assert_eq!(unit.resources.memory_request_mib, 160);
+    assert_eq!(unit.resources.memory_limit_mib, 256);
     let t = unit.timing.as_ref().unwrap();
     assert_eq!(t.cron.schedule, "15 3 * * *");
     assert_eq!(t.cron.time_zone, "UTC");

@@ -361,18 +361,19 @@ fn periodic(cron: CronLine, schedule: &crate::config::Schedule, backoff_limit: u
 }
 
 /// A backup's memory, from docs/design.md §7 (measured peak resident memory on two
-/// CPUs when zstd is the bottleneck: 85 MiB up to level 5, where vault sets 4 MiB
-/// jobs; 133 MiB at levels 6–9 with zstd's own; 155 MiB at level 19, 800 MiB at 22), plus the S3 parts in flight
+/// CPUs with every frame slot full: 57 MiB at level 3 on incompressible data, 15 MiB
+/// more for the contexts at level 9, 136 MiB at level 19, 169 MiB at 22; rounded up
+/// here), plus the S3 parts in flight
 /// (`part_size × (upload_concurrency + 1)`, 80 MiB with the defaults, measured as 77 MiB)
 /// and 16 MiB for the dump tool. The request is that estimate; the limit adds the parts
 /// once more, as their size doubles after 1,000 parts (15.6 GiB with the defaults).
 /// `concurrent` backups share the pod under `vault run`, which itself takes 12 MiB.
 fn backup_resources(settings: &Settings, concurrent: u64, scheduler: bool) -> Resources {
     let zstd = match settings.compression.level {
-        ..=5 => 85,
-        6..=9 => 133,
+        ..=5 => 64,
+        6..=9 => 80,
         10..=19 => 160,
-        _ => 800,
+        _ => 192,
     };
     let parts = match &settings.target {
         Target::S3(s3) => (s3.part_size >> 20) * (s3.upload_concurrency as u64 + 1),
