@@ -23,7 +23,8 @@
 #   - Goals are kept by bench_goal and printed together at the end by bench_finish,
 #     one line each, in the form (for grep)
 #       GOAL <n> <name>: <value> (target <op> <limit>): PASS|FAIL|UNSCORED (busy)
-#     and bench_finish exits 0 when all PASS, 1 when any FAIL, 3 when busy.
+#     and bench_finish exits 0 when all PASS, 1 when any FAIL (or a check failed),
+#     3 when busy.
 #
 # Functions:
 #   bench_runs DEFAULT          sets RUNS from RUNS (or BENCH_RUNS), DEFAULT, made odd
@@ -34,6 +35,7 @@
 #   bench_timed C OUT LOG CMD.. runs CMD once for contender C, records and prints it
 #   bench_stats C               "median_wall median_cpu peak_rss_kib runs"
 #   bench_goal N NAME VALUE OP LIMIT [UNIT]
+#   bench_check_failed MESSAGE  a failed check that is not a goal: bench_finish exits 1
 #   bench_finish                prints the goals and exits
 #   bench_rm_store DIR, bench_toml_str S, bench_stream_sh BYTES, bench_fmt ...
 # Exit statuses: 0 all PASS, 1 a FAIL or an error, 2 bad usage, 3 busy machine.
@@ -238,6 +240,11 @@ bench_ratio() {
 # bench_goal N NAME VALUE OP LIMIT [UNIT]: a goal, printed with its verdict by
 # bench_finish. VALUE is compared as printed; a VALUE that is not a number (e.g.
 # "unsupported") FAILs. OP is <= or >=.
+# bench_check_failed MESSAGE: a check other than a goal failed (e.g. an upload is
+# missing): printed now; bench_finish exits 1 whatever the goals say.
+BENCH_CHECKS_FAILED=0
+bench_check_failed() { echo "check FAILED: $*"; echo "error: $*" >&2; BENCH_CHECKS_FAILED=$((BENCH_CHECKS_FAILED + 1)); }
+
 BENCH_SEP=$'\x1f'
 bench_goal() { BENCH_GOALS+=("$1$BENCH_SEP$2$BENCH_SEP$3$BENCH_SEP$4$BENCH_SEP$5$BENCH_SEP${6:-}"); }
 
@@ -278,6 +285,10 @@ bench_finish() {
     done
     # By goal number, in the order given within one.
     printf '%s' "$lines" | sort -s -n -k2,2
+    if ((BENCH_CHECKS_FAILED)); then
+        echo "$BENCH_CHECKS_FAILED check(s) failed (exit 1)" >&2
+        exit 1
+    fi
     if ((BENCH_BUSY)); then
         echo "the machine was busy: nothing is scored (exit 3); run again on a quiet machine" >&2
         exit 3
