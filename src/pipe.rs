@@ -12,7 +12,7 @@
 //! A leaf: imports nothing of vault's.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -97,6 +97,15 @@ impl PipeWriter {
             self.send(Msg::Data(chunk))?;
         }
         Ok(())
+    }
+
+    /// Sends `chunk` as it is, after whatever `write` buffered: no copy.
+    pub fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.send_buffered()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::Data(chunk))
     }
 
     /// Ends the stream cleanly. Without this call the reader sees an error.
@@ -200,19 +209,35 @@ impl PipeReader {
 
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let current = self.fill_buf()?;
+            let n = out.len().min(current.len());
+            out[..n].copy_from_slice(&current[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The chunks as they came, without a copy into a buffer of the reader's.
+impl BufRead for PipeReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
             if self.ended {
-                return Ok(0);
+                break;
             }
             let msg = self.rx.blocking_recv();
             match self.accept(msg)? {
                 Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, n: usize) {
+        bytes::Buf::advance(&mut self.current, n);
     }
 }
 

@@ -18,8 +18,9 @@
 //! one), and `Manifest::new` takes a `Written`: the type system keeps the rule that a
 //! manifest exists only for a completed data object.
 //!
-//! Restore: `store.get -> blake3(ciphertext) -> age decrypt -> split into frames ->
-//! zstd (N workers) -> frames in order -> blake3(plaintext) -> sink`, both hashes
+//! Restore: `store.get -> blake3(ciphertext)` on a reading thread, then through a pipe
+//! `age decrypt -> split into frames` on the splitting thread, `zstd` on N workers,
+//! `frames in order -> blake3(plaintext) -> sink` on the calling thread; both hashes
 //! checked against what the manifest promised ([`Expected`]) at the end.
 //!
 //! Must not import `config` or `manifest`: it takes what it needs.
@@ -32,11 +33,12 @@ mod frames;
 pub use adapt::Levels;
 pub use frames::FRAME;
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, anyhow};
+use bytes::BytesMut;
 
 use crate::crypto::{Identities, Recipient};
 use crate::digest::{CopyError, Digest, Digester, HashingReader, HashingWriter, copy_large};
@@ -294,8 +296,8 @@ fn compress_stage(
 
 /// Decrypts and decompresses a data object into `sink`, checking both hashes against
 /// `expected`. Errors in the data are [`Error::Integrity`]; a key that does not fit is
-/// [`Error::Config`]; failures of `sink` are plain I/O errors. On error, whatever
-/// reached `sink` must be thrown away.
+/// [`Error::Config`]; failures to read `object` or of `sink` are plain I/O errors. On
+/// error, whatever reached `sink` must be thrown away.
 pub fn restore(
     object: impl Read + Send,
     identities: &Identities,
@@ -303,9 +305,78 @@ pub fn restore(
     sink: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let key = &expected.key;
-    let cipher = HashingReader::new(object);
-    let ciphertext = cipher.digest();
-    let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(pipe::CHUNK, cipher))
+    // The stored object is read and its ciphertext hashed on a thread of its own, a
+    // pipe ahead of decryption: the splitting thread that decrypts would otherwise hash
+    // too, and on incompressible data it is the restore's bottleneck.
+    let (ahead, mut cipher) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
+    let (restored, fetched) = std::thread::scope(|scope| {
+        let fetch = scope.spawn(move || read_ahead(object, ahead));
+        let restored = decrypt_and_decompress(&mut cipher, identities, expected, sink);
+        if restored.is_ok() {
+            // Whatever follows the end of the age stream is read too (and hashed, so
+            // the ciphertext check fails on it); on an error the pipe is dropped, and
+            // the reading thread stops at once.
+            let _ = io::copy(&mut cipher, &mut io::sink());
+        }
+        drop(cipher);
+        (
+            restored,
+            fetch.join().expect("the reading thread does not panic"),
+        )
+    });
+    let (ciphertext, plaintext) = match (restored, fetched) {
+        // The object could not be read: that is the failure, not what it did to
+        // decryption.
+        (_, Err(ReadAhead::Object(error))) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot read {key}")));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(ReadAhead::Closed)) => {
+            return Err(anyhow!("{key}: the restore stopped reading before the end"));
+        }
+        (Ok(plaintext), Ok(ciphertext)) => (ciphertext, plaintext),
+    };
+    check(key, "ciphertext", &ciphertext, &expected.ciphertext)?;
+    check(key, "plaintext", &plaintext, &expected.plaintext)
+}
+
+/// Why the reading thread of a restore stopped early.
+enum ReadAhead {
+    /// Reading the stored object failed.
+    Object(io::Error),
+    /// Decryption stopped taking the data: it failed.
+    Closed,
+}
+
+/// Reads `object` to its end into `ahead`, hashing it: the ciphertext's digest.
+fn read_ahead(mut object: impl Read, mut ahead: PipeWriter) -> Result<Digest, ReadAhead> {
+    let mut digest = Digester::default();
+    loop {
+        let mut chunk = BytesMut::zeroed(pipe::CHUNK);
+        let n = frames::fill(&mut object, &mut chunk).map_err(ReadAhead::Object)?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        digest.update(&chunk);
+        ahead
+            .write_chunk(chunk.freeze())
+            .map_err(|_| ReadAhead::Closed)?;
+    }
+    ahead.finish().map_err(|_| ReadAhead::Closed)?;
+    Ok(digest.finish())
+}
+
+/// Decrypts and decompresses `cipher` into `sink`: the plaintext's digest. Returns
+/// (dropping `cipher`, so that the reading thread stops) on the first error.
+fn decrypt_and_decompress(
+    cipher: impl BufRead + Send,
+    identities: &Identities,
+    expected: &Expected,
+    sink: &mut dyn Write,
+) -> anyhow::Result<Digest> {
+    let key = &expected.key;
+    let decryptor = age::Decryptor::new_buffered(cipher)
         .map_err(|e| Error::integrity(format!("{key} is not a readable age file: {e}")))?;
     let plain = decryptor
         .decrypt(identities.as_dyn())
@@ -332,14 +403,7 @@ pub fn restore(
             anyhow::Error::new(error).context("cannot write the restored data")
         }
     })?;
-    check(
-        key,
-        "ciphertext",
-        &ciphertext.finish(),
-        &expected.ciphertext,
-    )?;
-    check(key, "plaintext", &plaintext.finish(), &expected.plaintext)?;
-    Ok(())
+    Ok(plaintext.finish())
 }
 
 /// Hashes a data object as stored (no key needed) and compares it with its manifest.
@@ -378,51 +442,4 @@ fn check(key: &str, what: &str, got: &Digest, want: &Digest) -> anyhow::Result<(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto;
-
-    fn digest(data: &[u8]) -> Digest {
-        let mut d = Digester::default();
-        d.update(data);
-        d.finish()
-    }
-
-    #[test]
-    fn a_backup_written_as_one_streamed_frame_restores_and_damage_is_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("key.txt");
-        let recipient = crypto::generate_identity_file(&key).unwrap();
-        let identities = crypto::load_identities(&key).unwrap();
-        let data: Vec<u8> = (0..(9 << 20) + 17).map(|i| (i % 251) as u8).collect();
-        // As vault wrote backups before frames: one streamed frame, no content size.
-        let zst = zstd::encode_all(&data[..], 3).unwrap();
-        let r = crypto::parse_recipient(&recipient).unwrap();
-        let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(&r.key as &dyn age::Recipient))
-                .unwrap();
-        let mut cipher = Vec::new();
-        let mut writer = encryptor.wrap_output(&mut cipher).unwrap();
-        writer.write_all(&zst).unwrap();
-        writer.finish().unwrap();
-        let expected = Expected {
-            key: "old.bin.zst.age".into(),
-            ciphertext: digest(&cipher),
-            plaintext: digest(&data),
-            recipients: vec![recipient],
-        };
-        let mut out = Vec::new();
-        restore(&cipher[..], &identities, &expected, &mut out).unwrap();
-        assert_eq!(out, data);
-
-        let mut bad = cipher.clone();
-        let at = bad.len() / 2;
-        bad[at] ^= 1;
-        let err = restore(&bad[..], &identities, &expected, &mut io::sink()).unwrap_err();
-        assert!(
-            matches!(err.downcast_ref::<Error>(), Some(Error::Integrity(_))),
-            "{err:#}"
-        );
-        assert!(format!("{err:#}").contains("old.bin.zst.age"), "{err:#}");
-    }
-}
+mod tests;
