@@ -308,7 +308,7 @@ pub fn restore(
     // The stored object is read and its ciphertext hashed on a thread of its own, a
     // pipe ahead of decryption: the splitting thread that decrypts would otherwise hash
     // too, and on incompressible data it is the restore's bottleneck.
-    let (ahead, mut cipher) = pipe::pipe(pipe::CHUNK, pipe::DEPTH);
+    let (ahead, mut cipher) = pipe::pipe(AHEAD_CHUNK, pipe::DEPTH);
     let (restored, fetched) = std::thread::scope(|scope| {
         let fetch = scope.spawn(move || read_ahead(object, ahead));
         let restored = decrypt_and_decompress(&mut cipher, identities, expected, sink);
@@ -340,6 +340,11 @@ pub fn restore(
     check(key, "plaintext", &plaintext, &expected.plaintext)
 }
 
+/// The pieces a restore's reading thread hands on: small enough that the few in flight
+/// cost little memory (verify runs several restores at once), large enough for blake3's
+/// SIMD paths and few hand-offs.
+const AHEAD_CHUNK: usize = 512 << 10;
+
 /// Why the reading thread of a restore stopped early.
 enum ReadAhead {
     /// Reading the stored object failed.
@@ -352,7 +357,7 @@ enum ReadAhead {
 fn read_ahead(mut object: impl Read, mut ahead: PipeWriter) -> Result<Digest, ReadAhead> {
     let mut digest = Digester::default();
     loop {
-        let mut chunk = BytesMut::zeroed(pipe::CHUNK);
+        let mut chunk = BytesMut::zeroed(AHEAD_CHUNK);
         let n = frames::fill(&mut object, &mut chunk).map_err(ReadAhead::Object)?;
         if n == 0 {
             break;

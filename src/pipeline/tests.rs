@@ -142,7 +142,7 @@ fn a_failed_restore_stops_reading_the_object() {
     // At most the pipe's chunks in flight, not the object.
     let read = read.load(Ordering::Relaxed);
     assert!(
-        read <= (pipe::DEPTH + 3) * pipe::CHUNK,
+        read <= (pipe::DEPTH + 3) * AHEAD_CHUNK + (1 << 20),
         "{read} bytes of {} read after the damage",
         bad.len()
     );
@@ -159,5 +159,5 @@ fn a_failed_restore_stops_reading_the_object() {
         matches!(err.downcast_ref::<Error>(), Some(Error::Config(_))),
         "{err:#}"
     );
-    assert!(read.load(Ordering::Relaxed) <= (pipe::DEPTH + 3) * pipe::CHUNK);
+    assert!(read.load(Ordering::Relaxed) <= (pipe::DEPTH + 3) * AHEAD_CHUNK + (1 << 20));
 }
