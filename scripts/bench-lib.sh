@@ -32,6 +32,7 @@
 #   bench_runs DEFAULT          sets RUNS from RUNS (or BENCH_RUNS), DEFAULT, made odd
 #   bench_apt_install PKG...    apt-get install (refreshing the lists when needed)
 #   bench_need_time             installs GNU time when /usr/bin/time is missing
+#   bench_build                 VAULT: the release binary, built; or BENCH_VAULT as it is
 #   bench_machine               prints the machine: CPUs, CPU model, RAM, kernel
 #   bench_idle_check            the 3 s sample before the first timed run
 #   bench_timed C OUT LOG CMD.. runs CMD once for contender C, records and prints it
@@ -78,6 +79,22 @@ bench_apt_install() {
 }
 
 bench_need_time() { [[ -x /usr/bin/time ]] || bench_apt_install time; }
+
+# bench_build: sets VAULT and VAULT_BUILD. The release binary, built now; or the binary
+# BENCH_VAULT names, not built (the suite runs the scripts on its debug build, small
+# and unscored, to check that every goal is printed).
+bench_build() {
+    if [[ -n ${BENCH_VAULT:-} ]]; then
+        [[ -x $BENCH_VAULT ]] || { echo "error: BENCH_VAULT=$BENCH_VAULT is not an executable file" >&2; exit 2; }
+        VAULT=$BENCH_VAULT
+        VAULT_BUILD="given by BENCH_VAULT"
+    else
+        echo "building the release binary ..." >&2
+        (cd "$REPO" && cargo build --release --locked >&2)
+        VAULT=$REPO/target/release/vault
+        VAULT_BUILD="release build"
+    fi
+}
 
 bench_machine() {
     echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"

@@ -1,8 +1,11 @@
 //! The benchmarks' scoring (scripts/bench-lib.sh, which scripts/bench, bench-pg and
 //! bench-s3 share): medians of alternated runs, one `GOAL` line per goal with PASS or
 //! FAIL, the exit status that follows from them, and a busy machine refused (exit 3)
-//! or, when allowed, left unscored. The benchmarks themselves are not run here: time
-//! is measured on an idle machine, never in a test.
+//! or, when allowed, left unscored; and each script, run small on the debug build,
+//! printing every goal it scores. Time is measured on an idle machine by the scripts
+//! themselves, never asserted here.
+
+mod common;
 
 use std::process::{Child, Command, Stdio};
 
@@ -233,5 +236,84 @@ fn the_bench_scripts_parse_and_refuse_arguments_as_bad_usage() {
             "{}",
             ran.err
         );
+    }
+}
+
+/// A bench script, its environment, and the GOAL lines it must print (their start).
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// Each script, run on the debug build with a few MiB, one run of each contender and
+/// BENCH_ALLOW_BUSY=1 (the suite keeps the machine busy), prints one verdict for each
+/// of its goals. The verdicts themselves mean nothing here: a debug build, a busy
+/// machine.
+#[test]
+fn each_bench_script_prints_a_verdict_for_every_goal_it_scores() {
+    common::require_tool("/usr/bin/time");
+    let vault = common::vault_bin();
+    let cases: [Case; 3] = [
+        (
+            "bench",
+            &[
+                ("BENCH_ORDERS_MIB", "4"),
+                ("BENCH_SIZE_MIB", "4"),
+                ("BENCH_STREAM_MIB", "8"),
+                ("BENCH_VERIFY_BACKUPS", "1"),
+            ],
+            &[
+                "GOAL 1 restore/age|zstd: ",
+                "GOAL 1 verify-deep/age|zstd|b3sum: ",
+                "GOAL 2 rss-local: ",
+                "GOAL 3 backup/zstd: ",
+                "GOAL 3 overhead: ",
+            ],
+        ),
+        (
+            "bench-pg",
+            &[("DATASETS", "mixed"), ("BENCH_PG_ORDERS_MIB", "4")],
+            &["GOAL 4 live-backup/pg_dump: "],
+        ),
+        (
+            "bench-s3",
+            &[("BENCH_STREAM_MIB", "8")],
+            &["GOAL 2 rss-s3: "],
+        ),
+    ];
+    for (name, env, goals) in cases {
+        let ran = Ran::of(
+            script(name)
+                .env("BENCH_VAULT", vault)
+                .env("RUNS", "1")
+                .env("BENCH_ALLOW_BUSY", "1")
+                .env_remove("BENCH_DIR")
+                .envs(env.iter().copied()),
+        );
+        let got = ran.goals();
+        assert!(
+            matches!(ran.code, Some(0 | 1 | 3)) && got.len() == goals.len(),
+            "{name}: exit {:?}\n{}{}",
+            ran.code,
+            ran.out,
+            ran.err
+        );
+        for (line, want) in got.iter().zip(goals) {
+            let verdict = line.rsplit("): ").next().unwrap_or_default();
+            assert!(
+                line.starts_with(want) && ["PASS", "FAIL", "UNSCORED (busy)"].contains(&verdict),
+                "{name}: {line}"
+            );
+        }
+        // Which verdict is the exit status's.
+        let expected = if got.iter().any(|l| l.ends_with("UNSCORED (busy)")) {
+            3
+        } else if got.iter().any(|l| l.ends_with("FAIL")) {
+            1
+        } else {
+            0
+        };
+        assert_eq!(ran.code, Some(expected), "{name}:\n{}", ran.out);
     }
 }
